@@ -1,0 +1,181 @@
+package config
+
+import (
+	"net/http"
+	"time"
+)
+
+// Secure defaults, in one place. docs/configuration.md lists the same values.
+const (
+	DefaultReadHeaderTimeout = Duration(5 * time.Second)
+	DefaultReadTimeout       = Duration(30 * time.Second)
+	DefaultWriteTimeout      = Duration(60 * time.Second)
+	DefaultIdleTimeout       = Duration(120 * time.Second)
+	DefaultMaxHeaderBytes    = Size(32 << 10)
+	DefaultMaxBody           = Size(1 << 20)
+	DefaultShutdownGrace     = Duration(30 * time.Second)
+	DefaultRequestIDHeader   = "X-Request-ID"
+	DefaultClientIPHeader    = "x-forwarded-for"
+	DefaultTLSMinVersion     = "1.2"
+	DefaultHSTSMaxAge        = Duration(365 * 24 * time.Hour)
+
+	DefaultConnectTimeout        = Duration(5 * time.Second)
+	DefaultResponseHeaderTimeout = Duration(30 * time.Second)
+	DefaultUpstreamTimeout       = Duration(60 * time.Second)
+	DefaultMaxIdleConns          = 256
+	DefaultPassiveMaxFailures    = 5
+	DefaultPassiveEjection       = Duration(30 * time.Second)
+	DefaultCORSMaxAge            = Duration(10 * time.Minute)
+)
+
+func ptr[T any](v T) *T { return &v }
+
+// applyDefaults fills every unset field with its secure default. It is called
+// after decoding and before validation, so validation sees effective values.
+func applyDefaults(c *Config) {
+	s := &c.Server
+	setDur(&s.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setDur(&s.ReadTimeout, DefaultReadTimeout)
+	setDur(&s.WriteTimeout, DefaultWriteTimeout)
+	setDur(&s.IdleTimeout, DefaultIdleTimeout)
+	setDur(&s.ShutdownGrace, DefaultShutdownGrace)
+	if s.MaxHeaderBytes == 0 {
+		s.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if s.MaxBody == 0 {
+		s.MaxBody = DefaultMaxBody
+	}
+	if s.RequestIDHeader == "" {
+		s.RequestIDHeader = DefaultRequestIDHeader
+	}
+	s.RequestIDHeader = http.CanonicalHeaderKey(s.RequestIDHeader)
+	if s.ClientIPHeader == "" {
+		s.ClientIPHeader = DefaultClientIPHeader
+	}
+	if s.WatchConfig == nil {
+		s.WatchConfig = ptr(true)
+	}
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		if l.Name == "" {
+			l.Name = l.Address
+		}
+		if l.TLS != nil {
+			if l.TLS.MinVersion == "" {
+				l.TLS.MinVersion = DefaultTLSMinVersion
+			}
+			if l.TLS.HSTS.MaxAge == 0 {
+				l.TLS.HSTS.MaxAge = DefaultHSTSMaxAge
+			}
+			if l.TLS.HSTS.IncludeSubdomains == nil {
+				l.TLS.HSTS.IncludeSubdomains = ptr(true)
+			}
+		}
+		if l.RedirectHTTPS != nil && l.RedirectHTTPS.Port == 0 {
+			l.RedirectHTTPS.Port = 443
+		}
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Access == nil {
+		c.Log.Access = ptr(true)
+	}
+	corsDefaults(c.CORS)
+	for _, u := range c.Upstreams {
+		if u == nil {
+			continue
+		}
+		setDur(&u.Timeouts.Connect, DefaultConnectTimeout)
+		setDur(&u.Timeouts.ResponseHeader, DefaultResponseHeaderTimeout)
+		setDur(&u.Timeouts.Overall, DefaultUpstreamTimeout)
+		if u.MaxIdleConns == 0 {
+			u.MaxIdleConns = DefaultMaxIdleConns
+		}
+		if u.Passive.MaxFailures == 0 {
+			u.Passive.MaxFailures = DefaultPassiveMaxFailures
+		}
+		setDur(&u.Passive.Ejection, DefaultPassiveEjection)
+		if h := u.HealthCheck; h != nil {
+			if h.Path == "" {
+				h.Path = "/healthz"
+			}
+			setDur(&h.Interval, Duration(10*time.Second))
+			setDur(&h.Timeout, Duration(2*time.Second))
+			if h.HealthyThreshold == 0 {
+				h.HealthyThreshold = 2
+			}
+			if h.UnhealthyThreshold == 0 {
+				h.UnhealthyThreshold = 3
+			}
+		}
+		if b := u.CircuitBreaker; b != nil {
+			if b.FailureRatio == 0 {
+				b.FailureRatio = 0.5
+			}
+			if b.MinRequests == 0 {
+				b.MinRequests = 20
+			}
+			setDur(&b.Window, Duration(10*time.Second))
+			setDur(&b.OpenFor, Duration(30*time.Second))
+			if b.HalfOpenRequests == 0 {
+				b.HalfOpenRequests = 5
+			}
+		}
+	}
+	for _, r := range c.Routes {
+		if r == nil {
+			continue
+		}
+		for i, m := range r.Methods {
+			r.Methods[i] = upper(m)
+		}
+		if r.Name == "" {
+			r.Name = joinMethods(r.Methods) + " " + r.Host + r.Path
+		}
+		if r.MaxBody == nil {
+			r.MaxBody = ptr(s.MaxBody)
+		}
+		corsDefaults(r.CORS)
+	}
+}
+
+func corsDefaults(c *CORS) {
+	if c == nil {
+		return
+	}
+	setDur(&c.MaxAge, DefaultCORSMaxAge)
+	if c.DenyUnknownOrigins == nil {
+		c.DenyUnknownOrigins = ptr(true)
+	}
+}
+
+func setDur(d *Duration, def Duration) {
+	if *d == 0 {
+		*d = def
+	}
+}
+
+func upper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
+}
+
+func joinMethods(ms []string) string {
+	out := ""
+	for i, m := range ms {
+		if i > 0 {
+			out += ","
+		}
+		out += m
+	}
+	return out
+}

@@ -1,0 +1,26 @@
+package config
+
+import (
+	"encoding/json"
+
+	"github.com/invopop/jsonschema"
+)
+
+// SchemaID is the $id of the configuration's JSON Schema.
+const SchemaID = "https://github.com/moat-gateway/moat/schema/moat.schema.json"
+
+// JSONSchema returns the JSON Schema (draft 2020-12) of the configuration
+// file, generated from the same types the decoder fills, so the two cannot
+// drift. Editors use it for completion and checking; moat validate remains
+// the authority (it also checks cross-references and files).
+func JSONSchema() ([]byte, error) {
+	r := &jsonschema.Reflector{
+		FieldNameTag:               "yaml",
+		RequiredFromJSONSchemaTags: true,
+		ExpandedStruct:             true,
+	}
+	s := r.Reflect(&Config{})
+	s.ID = SchemaID
+	s.Title = "moat gateway configuration"
+	return json.MarshalIndent(s, "", "  ")
+}

@@ -1,0 +1,176 @@
+package config
+
+// Config is the whole gateway configuration, decoded from one YAML file.
+// Defaults are applied by Load (see defaults.go); a zero Config is not valid.
+type Config struct {
+	Server          Server               `yaml:"server" jsonschema:"description=Timeouts, limits and client handling shared by every listener."`
+	Listeners       []Listener           `yaml:"listeners" jsonschema:"description=Sockets the gateway accepts traffic on. At least one.,minItems=1"`
+	Log             Log                  `yaml:"log" jsonschema:"description=Process and access logging."`
+	SecurityHeaders SecurityHeaders      `yaml:"security_headers" jsonschema:"description=Response headers the gateway sets or removes on every response."`
+	CORS            *CORS                `yaml:"cors,omitempty" jsonschema:"description=Default CORS policy for every route; a route's own cors block replaces it."`
+	Upstreams       map[string]*Upstream `yaml:"upstreams" jsonschema:"description=Named backends that routes forward to."`
+	Routes          []*Route             `yaml:"routes" jsonschema:"description=Routes, matched by host, method and path template; the most specific wins.,minItems=1"`
+
+	file string              // file the configuration came from
+	pos  map[string]position // field path -> position in file
+}
+
+// Server holds the settings shared by every listener.
+type Server struct {
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout" jsonschema:"description=Time a client has to send the request line and headers (slow-header defence). Default 5s."`
+	ReadTimeout       Duration `yaml:"read_timeout" jsonschema:"description=Time a client has to send the whole request including the body. Default 30s."`
+	WriteTimeout      Duration `yaml:"write_timeout" jsonschema:"description=Time to write the whole response, counted from the end of the request headers. Default 60s."`
+	IdleTimeout       Duration `yaml:"idle_timeout" jsonschema:"description=How long an idle keep-alive connection is kept. Default 120s."`
+	MaxHeaderBytes    Size     `yaml:"max_header_bytes" jsonschema:"description=Largest request line plus headers; larger requests get 431. Default 32KiB."`
+	MaxBody           Size     `yaml:"max_body" jsonschema:"description=Default request body cap for routes that set none; larger bodies get 413. Default 1MiB."`
+	ShutdownGrace     Duration `yaml:"shutdown_grace" jsonschema:"description=On SIGTERM, how long in-flight requests may take to finish. Default 30s."`
+	TrustedProxies    []Prefix `yaml:"trusted_proxies" jsonschema:"description=Peers (addresses or CIDR prefixes) whose forwarding headers and request IDs are believed. Empty: none."`
+	ClientIPHeader    string   `yaml:"client_ip_header" jsonschema:"description=Header read from trusted proxies to find the client address.,enum=x-forwarded-for,enum=forwarded,enum=x-real-ip"`
+	RequestIDHeader   string   `yaml:"request_id_header" jsonschema:"description=Header carrying the request ID to the upstream and back to the client. Default X-Request-ID."`
+	WatchConfig       *bool    `yaml:"watch_config" jsonschema:"description=Reload when the configuration file changes on disk (SIGHUP always reloads). Default true."`
+}
+
+// Listener is one socket the gateway serves on.
+type Listener struct {
+	Name          string         `yaml:"name" jsonschema:"description=Name used in logs. Default: the address."`
+	Address       string         `yaml:"address" jsonschema:"description=host:port to listen on, e.g. 127.0.0.1:8080 or :8443."`
+	TLS           *ListenerTLS   `yaml:"tls,omitempty" jsonschema:"description=Serve HTTPS (HTTP/2 and HTTP/1.1) with these settings."`
+	H2C           bool           `yaml:"h2c" jsonschema:"description=Accept HTTP/2 without TLS (prior knowledge) on a plain listener."`
+	RedirectHTTPS *RedirectHTTPS `yaml:"redirect_https,omitempty" jsonschema:"description=Answer every request on this plain listener with a 308 redirect to HTTPS instead of serving it."`
+}
+
+// ListenerTLS configures HTTPS and optional mutual TLS on a listener.
+type ListenerTLS struct {
+	CertFile   string      `yaml:"cert_file" jsonschema:"description=PEM certificate chain. Reloaded when it changes on disk."`
+	KeyFile    string      `yaml:"key_file" jsonschema:"description=PEM private key. Reloaded when it changes on disk."`
+	MinVersion string      `yaml:"min_version" jsonschema:"description=Lowest TLS version accepted. Default 1.2.,enum=1.2,enum=1.3"`
+	ClientAuth *ClientAuth `yaml:"client_auth,omitempty" jsonschema:"description=Mutual TLS: verify client certificates against a CA bundle."`
+	HSTS       HSTS        `yaml:"hsts" jsonschema:"description=Strict-Transport-Security sent on this listener's responses."`
+}
+
+// ClientAuth configures client-certificate verification.
+type ClientAuth struct {
+	Mode   string `yaml:"mode" jsonschema:"description=require: a verified certificate is needed to connect. optional: verified when given.,enum=require,enum=optional"`
+	CAFile string `yaml:"ca_file" jsonschema:"description=PEM bundle of CAs trusted to sign client certificates. Reloaded when it changes."`
+}
+
+// HSTS configures the Strict-Transport-Security header on TLS listeners.
+type HSTS struct {
+	Disabled          bool     `yaml:"disabled" jsonschema:"description=Do not send Strict-Transport-Security."`
+	MaxAge            Duration `yaml:"max_age" jsonschema:"description=max-age of the policy. Default 365d."`
+	IncludeSubdomains *bool    `yaml:"include_subdomains" jsonschema:"description=Add includeSubDomains. Default true."`
+	Preload           bool     `yaml:"preload" jsonschema:"description=Add preload."`
+}
+
+// RedirectHTTPS makes a plain listener redirect to HTTPS.
+type RedirectHTTPS struct {
+	Port int `yaml:"port" jsonschema:"description=HTTPS port to redirect to. Default 443.,minimum=1,maximum=65535"`
+}
+
+// Log configures process and access logs.
+type Log struct {
+	Format string `yaml:"format" jsonschema:"description=json (default) or text.,enum=json,enum=text"`
+	Level  string `yaml:"level" jsonschema:"description=debug, info (default), warn or error.,enum=debug,enum=info,enum=warn,enum=error"`
+	Access *bool  `yaml:"access" jsonschema:"description=Write one access log line per request. Default true."`
+}
+
+// SecurityHeaders lists the response headers the gateway enforces. Empty
+// strings take the secure default; "off" disables a header.
+type SecurityHeaders struct {
+	Disabled              bool     `yaml:"disabled" jsonschema:"description=Turn the whole stage off (not recommended)."`
+	ContentTypeOptions    string   `yaml:"content_type_options" jsonschema:"description=X-Content-Type-Options. Default nosniff; off to omit."`
+	FrameOptions          string   `yaml:"frame_options" jsonschema:"description=X-Frame-Options. Default DENY; off to omit."`
+	ContentSecurityPolicy string   `yaml:"content_security_policy" jsonschema:"description=Content-Security-Policy. Default: default-src 'none'; frame-ancestors 'none'. off to omit."`
+	ReferrerPolicy        string   `yaml:"referrer_policy" jsonschema:"description=Referrer-Policy. Default no-referrer; off to omit."`
+	CacheControl          string   `yaml:"cache_control" jsonschema:"description=Cache-Control set when the upstream sent none. Default no-store; off to omit."`
+	Remove                []string `yaml:"remove" jsonschema:"description=Upstream response headers removed. Default: Server, X-Powered-By, X-AspNet-Version, X-AspNetMvc-Version, X-Runtime, X-Generator. Names ending in * match a prefix (X-Debug-*)."`
+}
+
+// CORS is a cross-origin resource sharing policy.
+type CORS struct {
+	Disabled           bool     `yaml:"disabled" jsonschema:"description=No CORS handling on this route (cross-origin browser requests then fail)."`
+	AllowOrigins       []string `yaml:"allow_origins" jsonschema:"description=Exact origins (https://app.example.com) or patterns with * for one or more DNS labels (https://*.example.com). A lone * allows any origin and cannot be combined with credentials."`
+	AllowMethods       []string `yaml:"allow_methods" jsonschema:"description=Methods allowed cross-origin. Default: the route's methods."`
+	AllowHeaders       []string `yaml:"allow_headers" jsonschema:"description=Request headers allowed cross-origin, besides CORS-safelisted ones."`
+	ExposeHeaders      []string `yaml:"expose_headers" jsonschema:"description=Response headers scripts may read."`
+	AllowCredentials   bool     `yaml:"allow_credentials" jsonschema:"description=Send Access-Control-Allow-Credentials: true."`
+	MaxAge             Duration `yaml:"max_age" jsonschema:"description=How long browsers may cache a preflight. Default 10m."`
+	DenyUnknownOrigins *bool    `yaml:"deny_unknown_origins" jsonschema:"description=Reject (403 cors_origin_denied) non-preflight requests whose Origin is not allowed, instead of only omitting CORS headers. Default true."`
+}
+
+// Upstream is a named backend with one or more targets.
+type Upstream struct {
+	Targets        []URL           `yaml:"targets" jsonschema:"description=Base URLs (http or https) of the backend's instances; requests are spread round robin.,minItems=1"`
+	PassHost       bool            `yaml:"pass_host" jsonschema:"description=Send the client's Host header instead of the target's."`
+	Timeouts       UpstreamTimeout `yaml:"timeouts" jsonschema:"description=Connect, response-header and overall timeouts."`
+	MaxIdleConns   int             `yaml:"max_idle_conns" jsonschema:"description=Idle keep-alive connections kept per target. Default 256.,minimum=1"`
+	TLS            *UpstreamTLS    `yaml:"tls,omitempty" jsonschema:"description=TLS to https targets: CA bundle, server name, client certificate."`
+	HealthCheck    *HealthCheck    `yaml:"health_check,omitempty" jsonschema:"description=Active health checks; unhealthy targets receive no traffic."`
+	Passive        PassiveHealth   `yaml:"passive" jsonschema:"description=Passive ejection of targets that fail consecutive requests."`
+	CircuitBreaker *CircuitBreaker `yaml:"circuit_breaker,omitempty" jsonschema:"description=Stop sending traffic to a failing upstream for a while (503 upstream_circuit_open)."`
+}
+
+// UpstreamTimeout bounds each phase of an upstream exchange.
+type UpstreamTimeout struct {
+	Connect        Duration `yaml:"connect" jsonschema:"description=TCP and TLS connection establishment. Default 5s."`
+	ResponseHeader Duration `yaml:"response_header" jsonschema:"description=From the request being written to the response headers arriving. Default 30s."`
+	Overall        Duration `yaml:"overall" jsonschema:"description=The whole upstream exchange including the response body. Default 60s."`
+}
+
+// UpstreamTLS configures TLS towards https targets.
+type UpstreamTLS struct {
+	CAFile     string `yaml:"ca_file" jsonschema:"description=PEM CA bundle used to verify targets instead of the system roots."`
+	ServerName string `yaml:"server_name" jsonschema:"description=Name expected in the target's certificate (SNI). Default: the target host."`
+	CertFile   string `yaml:"cert_file" jsonschema:"description=Client certificate for mutual TLS to the upstream."`
+	KeyFile    string `yaml:"key_file" jsonschema:"description=Key of the client certificate."`
+}
+
+// HealthCheck configures active health checking of each target.
+type HealthCheck struct {
+	Path               string   `yaml:"path" jsonschema:"description=Path requested with GET on each target. Default /healthz."`
+	Interval           Duration `yaml:"interval" jsonschema:"description=Time between checks. Default 10s."`
+	Timeout            Duration `yaml:"timeout" jsonschema:"description=Time a check may take. Default 2s."`
+	HealthyThreshold   int      `yaml:"healthy_threshold" jsonschema:"description=Consecutive successes that mark a target healthy. Default 2.,minimum=1"`
+	UnhealthyThreshold int      `yaml:"unhealthy_threshold" jsonschema:"description=Consecutive failures that mark a target unhealthy. Default 3.,minimum=1"`
+	ExpectStatus       []int    `yaml:"expect_status" jsonschema:"description=Statuses counted as healthy. Default: any 2xx."`
+}
+
+// PassiveHealth ejects a target after consecutive failed requests.
+type PassiveHealth struct {
+	Disabled    bool     `yaml:"disabled" jsonschema:"description=Never eject targets passively."`
+	MaxFailures int      `yaml:"max_failures" jsonschema:"description=Consecutive failures (connection errors, timeouts, 502/503/504) that eject a target. Default 5.,minimum=1"`
+	Ejection    Duration `yaml:"ejection" jsonschema:"description=How long an ejected target gets no traffic. Default 30s."`
+}
+
+// CircuitBreaker opens when too many requests to an upstream fail.
+type CircuitBreaker struct {
+	FailureRatio     float64  `yaml:"failure_ratio" jsonschema:"description=Share of failed requests in the window that opens the breaker. Default 0.5.,exclusiveMinimum=0,maximum=1"`
+	MinRequests      int      `yaml:"min_requests" jsonschema:"description=Requests in the window before the ratio is considered. Default 20.,minimum=1"`
+	Window           Duration `yaml:"window" jsonschema:"description=Length of the counting window while closed. Default 10s."`
+	OpenFor          Duration `yaml:"open_for" jsonschema:"description=How long the breaker stays open before letting probes through. Default 30s."`
+	HalfOpenRequests int      `yaml:"half_open_requests" jsonschema:"description=Probe requests allowed while half-open. Default 5.,minimum=1"`
+}
+
+// Route maps host + methods + path template to an upstream, with the
+// protections that apply to it.
+type Route struct {
+	Name     string   `yaml:"name" jsonschema:"description=Unique name used in logs, metrics and audit. Default: METHODS path."`
+	Host     string   `yaml:"host" jsonschema:"description=Host to match: exact (api.example.com), wildcard (*.example.com) or empty for any."`
+	Path     string   `yaml:"path" jsonschema:"description=Path template: /books, /books/{id}, /files/{path...} (catch-all, last segment only)."`
+	Methods  []string `yaml:"methods" jsonschema:"description=Methods served; others get 405 with Allow. GET also serves HEAD. TRACE and CONNECT are refused.,minItems=1"`
+	Upstream string   `yaml:"upstream" jsonschema:"description=Name of the upstream requests are forwarded to."`
+	Rewrite  Rewrite  `yaml:"rewrite" jsonschema:"description=Change the path sent upstream."`
+	Public   bool     `yaml:"public" jsonschema:"description=Explicitly allow unauthenticated access. Zero trust: every route must declare its authentication, and until authenticators exist public: true is the only form."`
+	MaxBody  *Size    `yaml:"max_body,omitempty" jsonschema:"description=Request body cap for this route; larger bodies get 413, checked while streaming. Default: server.max_body."`
+	Timeout  Duration `yaml:"timeout" jsonschema:"description=Overall upstream timeout for this route, replacing the upstream's."`
+	CORS     *CORS    `yaml:"cors,omitempty" jsonschema:"description=CORS policy for this route, replacing the top-level one."`
+
+	// Line is the line of the route in the configuration file, for messages.
+	Line int `yaml:"-"`
+}
+
+// Rewrite changes the upstream path of a route.
+type Rewrite struct {
+	StripPrefix string `yaml:"strip_prefix" jsonschema:"description=Prefix removed from the path before forwarding."`
+	AddPrefix   string `yaml:"add_prefix" jsonschema:"description=Prefix added to the path (after strip_prefix) before forwarding."`
+}

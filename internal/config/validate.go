@@ -1,0 +1,335 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/moat-gateway/moat/internal/router"
+)
+
+// validate checks the decoded, defaulted configuration and records every
+// problem in p. It changes nothing.
+func validate(c *Config, p *problems) {
+	validateServer(&c.Server, p)
+	validateListeners(c.Listeners, p)
+	validateLog(&c.Log, p)
+	validateHeaders(&c.SecurityHeaders, p)
+	validateCORS(c.CORS, "cors", p)
+	for name, u := range c.Upstreams {
+		validateUpstream(name, u, p)
+	}
+	validateRoutes(c, p)
+}
+
+func validateServer(s *Server, p *problems) {
+	positive := map[string]Duration{
+		"server.read_header_timeout": s.ReadHeaderTimeout,
+		"server.read_timeout":        s.ReadTimeout,
+		"server.write_timeout":       s.WriteTimeout,
+		"server.idle_timeout":        s.IdleTimeout,
+		"server.shutdown_grace":      s.ShutdownGrace,
+	}
+	for path, d := range positive {
+		if d <= 0 {
+			p.add(path, "must be greater than zero")
+		}
+	}
+	if s.ReadTimeout > 0 && s.ReadHeaderTimeout > s.ReadTimeout {
+		p.add("server.read_header_timeout", "must not exceed read_timeout (%s)", s.ReadTimeout.D())
+	}
+	if s.MaxHeaderBytes < 1<<10 || s.MaxHeaderBytes > 1<<20 {
+		p.add("server.max_header_bytes", "must be between 1KiB and 1MiB")
+	}
+	if s.MaxBody <= 0 {
+		p.add("server.max_body", "must be greater than zero")
+	}
+	switch strings.ToLower(s.ClientIPHeader) {
+	case "x-forwarded-for", "forwarded", "x-real-ip":
+		s.ClientIPHeader = strings.ToLower(s.ClientIPHeader)
+	default:
+		p.add("server.client_ip_header", "must be x-forwarded-for, forwarded or x-real-ip")
+	}
+	if !validToken(s.RequestIDHeader) {
+		p.add("server.request_id_header", "%q is not a valid header name", s.RequestIDHeader)
+	}
+}
+
+func validateListeners(ls []Listener, p *problems) {
+	if len(ls) == 0 {
+		p.add("listeners", "at least one listener is required")
+	}
+	names, addrs := map[string]bool{}, map[string]bool{}
+	for i := range ls {
+		l := &ls[i]
+		path := fmt.Sprintf("listeners[%d]", i)
+		if l.Address == "" {
+			p.add(path+".address", "required, such as 127.0.0.1:8080 or :8443")
+		} else if host, port, err := net.SplitHostPort(l.Address); err != nil {
+			p.add(path+".address", "%q is not host:port", l.Address)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			p.add(path+".address", "invalid port %q", port)
+		} else if host != "" && net.ParseIP(host) == nil && host != "localhost" {
+			p.add(path+".address", "host must be an IP address, localhost or empty (all interfaces)")
+		}
+		if addrs[l.Address] && l.Address != "" {
+			p.add(path+".address", "address %s is used by another listener", l.Address)
+		}
+		addrs[l.Address] = true
+		if names[l.Name] {
+			p.add(path+".name", "duplicate listener name %q", l.Name)
+		}
+		names[l.Name] = true
+		if t := l.TLS; t != nil {
+			if l.H2C {
+				p.add(path+".h2c", "h2c applies to plain listeners only; TLS listeners always offer HTTP/2")
+			}
+			if l.RedirectHTTPS != nil {
+				p.add(path+".redirect_https", "only a plain listener can redirect to HTTPS")
+			}
+			checkFile(p, path+".tls.cert_file", t.CertFile)
+			checkFile(p, path+".tls.key_file", t.KeyFile)
+			if t.MinVersion != "1.2" && t.MinVersion != "1.3" {
+				p.add(path+".tls.min_version", "must be 1.2 or 1.3 (older versions are insecure)")
+			}
+			if ca := t.ClientAuth; ca != nil {
+				if ca.Mode != "require" && ca.Mode != "optional" {
+					p.add(path+".tls.client_auth.mode", "must be require or optional")
+				}
+				checkFile(p, path+".tls.client_auth.ca_file", ca.CAFile)
+			}
+			if t.HSTS.MaxAge < 0 {
+				p.add(path+".tls.hsts.max_age", "must not be negative")
+			}
+		}
+		if r := l.RedirectHTTPS; r != nil && (r.Port < 1 || r.Port > 65535) {
+			p.add(path+".redirect_https.port", "must be between 1 and 65535")
+		}
+	}
+}
+
+func checkFile(p *problems, path, file string) {
+	if file == "" {
+		p.add(path, "required")
+		return
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		p.add(path, "cannot read %s: %v", file, errText(err))
+		return
+	}
+	f.Close()
+}
+
+// errText drops the path os errors repeat, keeping the cause.
+func errText(err error) string {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err.Error()
+	}
+	return err.Error()
+}
+
+func validateLog(l *Log, p *problems) {
+	if l.Format != "json" && l.Format != "text" {
+		p.add("log.format", "must be json or text")
+	}
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		p.add("log.level", "must be debug, info, warn or error")
+	}
+}
+
+func validateHeaders(h *SecurityHeaders, p *problems) {
+	vals := map[string]string{
+		"security_headers.content_type_options":    h.ContentTypeOptions,
+		"security_headers.frame_options":           h.FrameOptions,
+		"security_headers.content_security_policy": h.ContentSecurityPolicy,
+		"security_headers.referrer_policy":         h.ReferrerPolicy,
+		"security_headers.cache_control":           h.CacheControl,
+	}
+	for path, v := range vals {
+		if strings.ContainsAny(v, "\r\n\x00") {
+			p.add(path, "header values must not contain control characters")
+		}
+	}
+	for i, name := range h.Remove {
+		if !validToken(strings.TrimSuffix(name, "*")) {
+			p.add(fmt.Sprintf("security_headers.remove[%d]", i), "%q is not a header name (a trailing * matches a prefix)", name)
+		}
+	}
+}
+
+func validateCORS(c *CORS, path string, p *problems) {
+	if c == nil || c.Disabled {
+		return
+	}
+	if len(c.AllowOrigins) == 0 {
+		p.add(path+".allow_origins", "at least one origin is required (or set disabled: true)")
+	}
+	for i, m := range c.AllowMethods {
+		if !validToken(m) {
+			p.add(fmt.Sprintf("%s.allow_methods[%d]", path, i), "%q is not a method", m)
+		}
+	}
+	for i, h := range c.AllowHeaders {
+		if !validToken(h) {
+			p.add(fmt.Sprintf("%s.allow_headers[%d]", path, i), "%q is not a header name", h)
+		}
+	}
+	for i, h := range c.ExposeHeaders {
+		if !validToken(h) {
+			p.add(fmt.Sprintf("%s.expose_headers[%d]", path, i), "%q is not a header name", h)
+		}
+	}
+}
+
+func validateUpstream(name string, u *Upstream, p *problems) {
+	path := "upstreams." + name
+	if u == nil {
+		p.add(path, "empty upstream: targets are required")
+		return
+	}
+	if len(u.Targets) == 0 {
+		p.add(path+".targets", "at least one target URL is required")
+	}
+	for i, t := range u.Targets {
+		if t.URL == nil {
+			p.add(fmt.Sprintf("%s.targets[%d]", path, i), "empty target")
+		}
+	}
+	if u.MaxIdleConns < 1 {
+		p.add(path+".max_idle_conns", "must be at least 1")
+	}
+	if tl := u.TLS; tl != nil {
+		if tl.CAFile != "" {
+			checkFile(p, path+".tls.ca_file", tl.CAFile)
+		}
+		if (tl.CertFile == "") != (tl.KeyFile == "") {
+			p.add(path+".tls", "cert_file and key_file go together")
+		} else if tl.CertFile != "" {
+			checkFile(p, path+".tls.cert_file", tl.CertFile)
+			checkFile(p, path+".tls.key_file", tl.KeyFile)
+		}
+	}
+	if h := u.HealthCheck; h != nil {
+		if !strings.HasPrefix(h.Path, "/") {
+			p.add(path+".health_check.path", "must start with /")
+		}
+		if h.Timeout >= h.Interval {
+			p.add(path+".health_check.timeout", "must be shorter than interval")
+		}
+		for i, s := range h.ExpectStatus {
+			if s < 100 || s > 599 {
+				p.add(fmt.Sprintf("%s.health_check.expect_status[%d]", path, i), "%d is not an HTTP status", s)
+			}
+		}
+		if h.HealthyThreshold < 1 || h.UnhealthyThreshold < 1 {
+			p.add(path+".health_check", "thresholds must be at least 1")
+		}
+	}
+	if u.Passive.MaxFailures < 1 {
+		p.add(path+".passive.max_failures", "must be at least 1")
+	}
+	if b := u.CircuitBreaker; b != nil {
+		if b.FailureRatio <= 0 || b.FailureRatio > 1 {
+			p.add(path+".circuit_breaker.failure_ratio", "must be in (0, 1]")
+		}
+		if b.MinRequests < 1 {
+			p.add(path+".circuit_breaker.min_requests", "must be at least 1")
+		}
+		if b.HalfOpenRequests < 1 {
+			p.add(path+".circuit_breaker.half_open_requests", "must be at least 1")
+		}
+	}
+}
+
+func validateRoutes(c *Config, p *problems) {
+	if len(c.Routes) == 0 {
+		p.add("routes", "at least one route is required")
+	}
+	names := map[string]int{}
+	for i, r := range c.Routes {
+		path := fmt.Sprintf("routes[%d]", i)
+		if r == nil {
+			p.add(path, "empty route")
+			continue
+		}
+		if j, dup := names[r.Name]; dup {
+			p.add(path+".name", "duplicate route name %q (also routes[%d])", r.Name, j)
+		}
+		names[r.Name] = i
+		if r.Path == "" {
+			p.add(path+".path", "required, such as /books/{id}")
+		} else if err := router.ValidateTemplate(r.Path); err != nil {
+			p.add(path+".path", "%v", err)
+		}
+		if err := router.ValidateHost(r.Host); err != nil {
+			p.add(path+".host", "%v", err)
+		}
+		if len(r.Methods) == 0 {
+			p.add(path+".methods", "at least one method is required, such as [GET]")
+		}
+		for j, m := range r.Methods {
+			mp := fmt.Sprintf("%s.methods[%d]", path, j)
+			switch {
+			case m == "TRACE" || m == "CONNECT":
+				p.add(mp, "%s is refused by the gateway", m)
+			case !validToken(m):
+				p.add(mp, "%q is not a method", m)
+			}
+		}
+		if r.Upstream == "" {
+			p.add(path+".upstream", "required: the name of an upstream")
+		} else if _, ok := c.Upstreams[r.Upstream]; !ok {
+			msg := fmt.Sprintf("unknown upstream %q", r.Upstream)
+			if s := closest(r.Upstream, keys(c.Upstreams)); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			p.add(path+".upstream", "%s", msg)
+		}
+		if !r.Public {
+			p.add(path, "no authentication declared: zero trust requires every route to say how it is authenticated; set public: true to serve it without authentication")
+		}
+		if r.MaxBody != nil && *r.MaxBody <= 0 {
+			p.add(path+".max_body", "must be greater than zero")
+		}
+		if r.Timeout < 0 {
+			p.add(path+".timeout", "must not be negative")
+		}
+		for _, pre := range []struct{ field, v string }{{"strip_prefix", r.Rewrite.StripPrefix}, {"add_prefix", r.Rewrite.AddPrefix}} {
+			if pre.v != "" && (!strings.HasPrefix(pre.v, "/") || strings.Contains(pre.v, "..") || strings.ContainsAny(pre.v, "?#{}")) {
+				p.add(path+".rewrite."+pre.field, "must be a plain path starting with /")
+			}
+		}
+		if sp := r.Rewrite.StripPrefix; sp != "" && !strings.HasPrefix(r.Path, sp) {
+			p.add(path+".rewrite.strip_prefix", "%q is not a prefix of the route path %q", sp, r.Path)
+		}
+		validateCORS(r.CORS, path+".cors", p)
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// validToken reports whether s is an RFC 9110 token (method or header name).
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
+}

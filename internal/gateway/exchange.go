@@ -1,0 +1,89 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"net/http"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/moat-gateway/moat/internal/router"
+)
+
+// Exchange is all per-request state. The gateway creates one per request and
+// hands it to every stage in turn; it is not safe for concurrent use, and a
+// stage must not keep it after the request ends.
+type Exchange struct {
+	ID      string        // request ID: generated, or accepted from a trusted peer
+	Request *http.Request // the client's request
+	Route   *Route        // matched route; nil until routing succeeded
+	Params  []router.Param
+
+	ClientIP    netip.Addr // the real client address, after trusted-proxy handling
+	PeerIP      netip.Addr // the TCP peer
+	PeerTrusted bool       // the peer is a configured trusted proxy
+
+	Listener   *Listener            // the listener the request arrived on, or nil
+	TLS        *tls.ConnectionState // nil on plain-text listeners
+	ClientCert *x509.Certificate    // verified client certificate (mutual TLS), or nil
+
+	Start           time.Time
+	UpstreamLatency time.Duration
+	Status          int    // status written to the client
+	ReasonID        string // set when the exchange was denied
+	Detail          string // internal detail of a denial or failure, for logs and audit
+	Target          string // upstream target the request was sent to, if any
+
+	bodyOverflow atomic.Bool // set by the body reader, which may run on the transport's goroutine
+	gw           *Gateway
+	paramBuf     [4]router.Param
+}
+
+// Param returns the value of the named path parameter, or "".
+func (ex *Exchange) Param(name string) string {
+	for _, p := range ex.Params {
+		if p.Key == name {
+			return p.Value
+		}
+	}
+	return ""
+}
+
+// BodyOverflowed reports whether the client body exceeded the route's cap while
+// it was being streamed.
+func (ex *Exchange) BodyOverflowed() bool { return ex.bodyOverflow.Load() }
+
+type exchangeKey struct{}
+
+// FromContext returns the Exchange carried by ctx, or nil.
+func FromContext(ctx context.Context) *Exchange {
+	ex, _ := ctx.Value(exchangeKey{}).(*Exchange)
+	return ex
+}
+
+// WithExchange returns a context that carries ex.
+func WithExchange(ctx context.Context, ex *Exchange) context.Context {
+	return context.WithValue(ctx, exchangeKey{}, ex)
+}
+
+// Listener describes the listener a request arrived on. The server puts it
+// in each connection's base context; it is immutable.
+type Listener struct {
+	Name string
+	HSTS string // Strict-Transport-Security value for this listener; "" for none
+}
+
+type listenerKey struct{}
+
+// WithListener returns a context that carries l.
+func WithListener(ctx context.Context, l *Listener) context.Context {
+	return context.WithValue(ctx, listenerKey{}, l)
+}
+
+// ListenerFrom returns the Listener carried by ctx, or nil.
+func ListenerFrom(ctx context.Context) *Listener {
+	l, _ := ctx.Value(listenerKey{}).(*Listener)
+	return l
+}

@@ -1,0 +1,135 @@
+// Package pipeline compiles a loaded configuration into a gateway.Gateway:
+// upstreams with their transports, every route's request and response
+// stages, and the router. It is the only package that knows every stage, so
+// the stage packages depend on internal/gateway and never on each other.
+package pipeline
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sort"
+
+	"github.com/moat-gateway/moat/internal/clientip"
+	"github.com/moat-gateway/moat/internal/config"
+	"github.com/moat-gateway/moat/internal/cors"
+	"github.com/moat-gateway/moat/internal/exposure"
+	"github.com/moat-gateway/moat/internal/gateway"
+	"github.com/moat-gateway/moat/internal/proxy"
+	"github.com/moat-gateway/moat/internal/router"
+)
+
+// Build compiles cfg. Nothing is started: no goroutine runs and no socket is
+// opened until Gateway.Start, so moat validate and a failed reload leave no
+// trace. Problems are returned as *config.Error with the position of the
+// field at fault; a nil log discards logs.
+func Build(cfg *config.Config, log *slog.Logger) (*gateway.Gateway, error) {
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	probs := cfg.Problems()
+	var starters, closers []func()
+	fail := func() (*gateway.Gateway, error) {
+		for _, c := range closers {
+			c()
+		}
+		return nil, probs.Err()
+	}
+
+	trusted := make([]netip.Prefix, len(cfg.Server.TrustedProxies))
+	for i, p := range cfg.Server.TrustedProxies {
+		trusted[i] = p.Prefix
+	}
+	resolver, err := clientip.New(trusted, cfg.Server.ClientIPHeader)
+	if err != nil {
+		probs.Add("server.trusted_proxies", err)
+	}
+
+	headers, err := exposure.NewHeaders(cfg.SecurityHeaders)
+	if err != nil {
+		probs.Add("security_headers", err)
+	}
+	for i, l := range cfg.Listeners {
+		if l.TLS != nil && !l.TLS.HSTS.Disabled {
+			if _, err := exposure.HSTSValue(l.TLS.HSTS); err != nil {
+				probs.Add(fmt.Sprintf("listeners[%d].tls.hsts", i), err)
+			}
+		}
+	}
+	rid := &requestID{header: cfg.Server.RequestIDHeader}
+	global := []gateway.ResponseStage{rid}
+	if headers != nil {
+		global = append(global, headers)
+	}
+
+	upstreams := map[string]*proxy.Upstream{}
+	names := make([]string, 0, len(cfg.Upstreams))
+	for name := range cfg.Upstreams {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		u, err := proxy.New(name, cfg.Upstreams[name], log.With("upstream", name))
+		if err != nil {
+			probs.Add("upstreams."+name, err)
+			continue
+		}
+		upstreams[name] = u
+		starters = append(starters, u.Start)
+		closers = append(closers, u.Close)
+	}
+
+	rb := router.NewBuilder[*gateway.Route]()
+	for i, rc := range cfg.Routes {
+		path := fmt.Sprintf("routes[%d]", i)
+		route := &gateway.Route{Name: rc.Name, Template: rc.Path, MaxBody: int64(*rc.MaxBody)}
+
+		corsCfg := cfg.CORS
+		corsPath := "cors"
+		if rc.CORS != nil {
+			corsCfg, corsPath = rc.CORS, path+".cors"
+		}
+		c, err := cors.New(corsCfg, rc.Methods)
+		if err != nil {
+			probs.Add(corsPath, err)
+		}
+		if c != nil {
+			route.CORS = true
+			route.Request = append(route.Request, c)
+		}
+
+		// Response stages run in order on upstream and local responses:
+		// request ID, header hardening, then CORS (which sees the final headers).
+		route.Response = append(route.Response, global...)
+		if c != nil {
+			route.Response = append(route.Response, c)
+		}
+
+		if u := upstreams[rc.Upstream]; u != nil {
+			route.Upstream = u.ForRoute(proxy.RouteOptions{
+				StripPrefix:     rc.Rewrite.StripPrefix,
+				AddPrefix:       rc.Rewrite.AddPrefix,
+				Timeout:         rc.Timeout.D(),
+				ResponseStages:  route.Response,
+				RequestIDHeader: cfg.Server.RequestIDHeader,
+			})
+		}
+		if err := rb.Add(rc.Host, rc.Methods, rc.Path, route); err != nil {
+			probs.Add(path, err)
+		}
+	}
+	if err := probs.Err(); err != nil {
+		return fail()
+	}
+	return gateway.New(gateway.Options{
+		Router:          rb.Build(),
+		Global:          global,
+		ClientIP:        resolver,
+		RequestIDHeader: cfg.Server.RequestIDHeader,
+		AccessLog:       *cfg.Log.Access,
+		Log:             log,
+		Starters:        starters,
+		Closers:         closers,
+	}), nil
+}

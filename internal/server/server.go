@@ -1,0 +1,412 @@
+// Package server runs the gateway: it opens the listeners, serves the current
+// compiled pipeline, reloads configuration all-or-nothing, and drains on
+// shutdown.
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/moat-gateway/moat/internal/config"
+	"github.com/moat-gateway/moat/internal/exposure"
+	"github.com/moat-gateway/moat/internal/gateway"
+	"github.com/moat-gateway/moat/internal/pipeline"
+	"github.com/moat-gateway/moat/internal/tlsx"
+)
+
+// Options adjusts Run for embedding (moat demo) and tests.
+type Options struct {
+	// Log receives process logs; nil means a logger built from the
+	// configuration's log section, writing to stderr.
+	Log *slog.Logger
+	// Patch, if set, edits every configuration after it is loaded and
+	// before it is validated into a pipeline (moat demo points the
+	// bookstore upstream at its own port this way).
+	Patch func(*config.Config)
+	// Ready, if set, is called once every listener is accepting, with the
+	// bound addresses in listener order.
+	Ready func(addrs []net.Addr)
+	// Reloaded, if set, is called after every reload attempt with its result.
+	Reloaded func(err error)
+	// NoSignals disables SIGHUP handling (tests run several servers in one
+	// process and reload them with Server.Reload).
+	NoSignals bool
+}
+
+// Server serves one configuration file. Create it with Run.
+type Server struct {
+	path string
+	opts Options
+	log  *slog.Logger
+	lvl  *slog.LevelVar
+
+	current atomic.Pointer[gateway.Gateway]
+	mu      sync.Mutex // serialises reloads
+	cfg     *config.Config
+	hash    [32]byte
+}
+
+// New loads the configuration at path and builds its pipeline without
+// opening any socket. Configuration problems are returned as *config.Error.
+func New(path string, opts Options) (*Server, error) {
+	s := &Server{path: path, opts: opts, lvl: new(slog.LevelVar)}
+	cfg, data, err := s.load()
+	if err != nil {
+		return nil, err
+	}
+	s.log = opts.Log
+	if s.log == nil {
+		s.log = newLogger(cfg.Log, s.lvl)
+	}
+	setLevel(s.lvl, cfg.Log.Level)
+	gw, err := pipeline.Build(cfg, s.log)
+	if err != nil {
+		return nil, err
+	}
+	s.cfg, s.hash = cfg, sha256.Sum256(data)
+	s.current.Store(gw)
+	return s, nil
+}
+
+// Run is New followed by Server.Run.
+func Run(ctx context.Context, path string, opts Options) error {
+	s, err := New(path, opts)
+	if err != nil {
+		return err
+	}
+	return s.Run(ctx)
+}
+
+// Run opens the listeners and serves until ctx is cancelled, then stops
+// accepting and lets in-flight requests finish for server.shutdown_grace.
+// SIGHUP (unless Options.NoSignals) and changes to the file reload it.
+func (s *Server) Run(ctx context.Context) error {
+	s.current.Load().Start()
+	return s.serve(ctx, s.cfg)
+}
+
+func (s *Server) load() (*config.Config, []byte, error) {
+	data, err := os.ReadFile(s.path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading configuration: %w", err)
+	}
+	cfg, err := config.Parse(s.path, data)
+	if err != nil {
+		return nil, data, err
+	}
+	if s.opts.Patch != nil {
+		s.opts.Patch(cfg)
+	}
+	return cfg, data, nil
+}
+
+// ServeHTTP hands the request to the current pipeline.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.current.Load().ServeHTTP(w, r)
+}
+
+func (s *Server) serve(ctx context.Context, cfg *config.Config) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var (
+		servers []*http.Server
+		lns     []net.Listener
+		addrs   []net.Addr
+		closers []func()
+	)
+	cleanup := func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+		for _, c := range closers {
+			c()
+		}
+	}
+	for i := range cfg.Listeners {
+		lc := &cfg.Listeners[i]
+		srv, err := s.httpServer(cfg, lc)
+		if err != nil {
+			cleanup()
+			return err
+		}
+		if lc.TLS != nil {
+			m, err := tlsx.NewServerConfig(lc.TLS, s.log.With("listener", lc.Name))
+			if err != nil {
+				cleanup()
+				return fmt.Errorf("listener %s: %w", lc.Name, err)
+			}
+			m.Start(ctx)
+			closers = append(closers, func() { m.Close() })
+			srv.TLSConfig = m.TLSConfig()
+		}
+		ln, err := net.Listen("tcp", lc.Address)
+		if err != nil {
+			cleanup()
+			return fmt.Errorf("listener %s: %w", lc.Name, err)
+		}
+		lns = append(lns, ln)
+		servers = append(servers, srv)
+		addrs = append(addrs, ln.Addr())
+	}
+
+	errc := make(chan error, len(servers))
+	for i, srv := range servers {
+		ln, lc := lns[i], &cfg.Listeners[i]
+		s.log.Info("listening", "listener", lc.Name, "address", ln.Addr().String(), "tls", lc.TLS != nil,
+			"mtls", lc.TLS != nil && lc.TLS.ClientAuth != nil, "redirect_https", lc.RedirectHTTPS != nil)
+		go func() {
+			var err error
+			if srv.TLSConfig != nil {
+				err = srv.ServeTLS(ln, "", "")
+			} else {
+				err = srv.Serve(ln)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("listener %s: %w", lc.Name, err)
+			}
+		}()
+	}
+	if s.opts.Ready != nil {
+		s.opts.Ready(addrs)
+	}
+	go s.watch(ctx)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+		s.log.Error("listener failed", "error", runErr)
+	}
+
+	grace := cfg.Server.ShutdownGrace.D()
+	s.mu.Lock()
+	grace = s.cfg.Server.ShutdownGrace.D()
+	s.mu.Unlock()
+	s.log.Info("shutting down", "grace", grace.String(), "in_flight", s.current.Load().InFlight())
+	sctx, scancel := context.WithTimeout(context.Background(), grace)
+	defer scancel()
+	var wg sync.WaitGroup
+	for _, srv := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Shutdown(sctx); err != nil {
+				s.log.Warn("grace period over; closing remaining connections", "error", err)
+				srv.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	s.current.Load().Close(0)
+	for _, c := range closers {
+		c()
+	}
+	s.log.Info("stopped")
+	return runErr
+}
+
+func (s *Server) httpServer(cfg *config.Config, lc *config.Listener) (*http.Server, error) {
+	sc := &cfg.Server
+	maxHeader := int(sc.MaxHeaderBytes) - 4096 // net/http allows 4 KiB above MaxHeaderBytes
+	if maxHeader < 1024 {
+		maxHeader = 1024
+	}
+	srv := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: sc.ReadHeaderTimeout.D(),
+		ReadTimeout:       sc.ReadTimeout.D(),
+		WriteTimeout:      sc.WriteTimeout.D(),
+		IdleTimeout:       sc.IdleTimeout.D(),
+		MaxHeaderBytes:    maxHeader,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	li := &gateway.Listener{Name: lc.Name}
+	if lc.TLS != nil && !lc.TLS.HSTS.Disabled {
+		li.HSTS, _ = exposure.HSTSValue(lc.TLS.HSTS) // checked by pipeline.Build
+	}
+	srv.BaseContext = func(net.Listener) context.Context { return gateway.WithListener(context.Background(), li) }
+	if r := lc.RedirectHTTPS; r != nil {
+		srv.Handler = redirectHandler(r.Port)
+	}
+	if lc.H2C {
+		var p http.Protocols
+		p.SetHTTP1(true)
+		p.SetUnencryptedHTTP2(true)
+		srv.Protocols = &p
+	}
+	return srv, nil
+}
+
+// redirectHandler answers every request with a permanent redirect to the
+// same host and path over HTTPS.
+func redirectHandler(port int) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		if host == "" || !validHostChars(host) {
+			http.Error(w, "invalid Host", http.StatusBadRequest)
+			return
+		}
+		target := "https://" + host
+		if port != 443 {
+			target = "https://" + net.JoinHostPort(host, strconv.Itoa(port))
+		}
+		w.Header().Set("Location", target+r.URL.RequestURI())
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusPermanentRedirect)
+	})
+}
+
+func validHostChars(h string) bool {
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == ':' || c == '[' || c == ']') {
+			return false
+		}
+	}
+	return true
+}
+
+// Reload loads the configuration file again and, if it is valid and builds,
+// swaps the new pipeline in atomically. On any problem the old pipeline keeps
+// serving and the error is returned and logged with every problem.
+func (s *Server) Reload() error {
+	err := s.reload()
+	if err != nil {
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			probs := make([]string, len(ce.Problems))
+			for i, p := range ce.Problems {
+				probs[i] = p.String()
+			}
+			s.log.Error("reload failed; the previous configuration keeps serving", "problems", probs)
+		} else {
+			s.log.Error("reload failed; the previous configuration keeps serving", "error", err)
+		}
+	}
+	if s.opts.Reloaded != nil {
+		s.opts.Reloaded(err)
+	}
+	return err
+}
+
+func (s *Server) reload() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cfg, data, err := s.load()
+	if err != nil {
+		return err
+	}
+	h := sha256.Sum256(data)
+	if h == s.hash {
+		s.log.Debug("configuration unchanged; nothing to reload")
+		return nil
+	}
+	if a, b := restartKey(s.cfg), restartKey(cfg); a != b {
+		return errors.New("listeners, server timeouts, header limits or log format changed: these need a restart; nothing was applied")
+	}
+	gw, err := pipeline.Build(cfg, s.log)
+	if err != nil {
+		return err
+	}
+	gw.Start()
+	old := s.current.Swap(gw)
+	s.cfg, s.hash = cfg, h
+	setLevel(s.lvl, cfg.Log.Level)
+	grace := cfg.Server.ShutdownGrace.D()
+	go old.Close(grace)
+	s.log.Info("configuration reloaded", "routes", len(cfg.Routes), "upstreams", len(cfg.Upstreams))
+	return nil
+}
+
+// restartKey summarises the settings that are bound to open sockets and
+// cannot change on reload.
+func restartKey(c *config.Config) string {
+	b, _ := json.Marshal(struct {
+		L           []config.Listener
+		RH, R, W, I config.Duration
+		MH          config.Size
+		F           string
+	}{c.Listeners, c.Server.ReadHeaderTimeout, c.Server.ReadTimeout, c.Server.WriteTimeout, c.Server.IdleTimeout, c.Server.MaxHeaderBytes, c.Log.Format})
+	return string(b)
+}
+
+// watch reloads on SIGHUP and, when server.watch_config is on, when the file
+// changes on disk.
+func (s *Server) watch(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	if !s.opts.NoSignals {
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
+	s.mu.Lock()
+	watchFile := *s.cfg.Server.WatchConfig
+	s.mu.Unlock()
+	var events <-chan fsnotify.Event
+	if watchFile {
+		w, err := fsnotify.NewWatcher()
+		if err != nil {
+			s.log.Warn("cannot watch the configuration file; reload with SIGHUP", "error", err)
+		} else {
+			defer w.Close()
+			// Watch the directory: editors and Kubernetes replace files by rename.
+			if err := w.Add(filepath.Dir(s.path)); err != nil {
+				s.log.Warn("cannot watch the configuration file; reload with SIGHUP", "error", err)
+			} else {
+				events = w.Events
+			}
+		}
+	}
+	var debounce <-chan time.Time
+	base := filepath.Base(s.path)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			s.log.Info("SIGHUP: reloading configuration")
+			s.Reload()
+		case ev := <-events:
+			if filepath.Base(ev.Name) == base || filepath.Base(ev.Name) == "..data" {
+				debounce = time.After(150 * time.Millisecond)
+			}
+		case <-debounce:
+			debounce = nil
+			s.Reload()
+		}
+	}
+}
+
+func newLogger(lc config.Log, lvl *slog.LevelVar) *slog.Logger {
+	o := &slog.HandlerOptions{Level: lvl}
+	if lc.Format == "text" {
+		return slog.New(slog.NewTextHandler(os.Stderr, o))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, o))
+}
+
+func setLevel(lvl *slog.LevelVar, s string) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err == nil {
+		lvl.Set(l)
+	}
+}
