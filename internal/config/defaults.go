@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/http"
 	"time"
 )
@@ -55,10 +56,18 @@ func applyDefaults(c *Config) {
 	if s.WatchConfig == nil {
 		s.WatchConfig = ptr(true)
 	}
+	named := map[string]bool{}
+	for _, l := range c.Listeners {
+		named[l.Name] = true
+	}
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
 		if l.Name == "" {
-			l.Name = l.Address
+			l.Name = l.Address // two ephemeral-port listeners need telling apart
+			if named[l.Name] {
+				l.Name = fmt.Sprintf("%s#%d", l.Address, i)
+			}
+			named[l.Name] = true
 		}
 		if l.TLS != nil {
 			if l.TLS.MinVersion == "" {

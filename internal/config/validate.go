@@ -74,7 +74,7 @@ func validateListeners(ls []Listener, p *problems) {
 		} else if host != "" && net.ParseIP(host) == nil && host != "localhost" {
 			p.add(path+".address", "host must be an IP address, localhost or empty (all interfaces)")
 		}
-		if addrs[l.Address] && l.Address != "" {
+		if _, port, _ := net.SplitHostPort(l.Address); addrs[l.Address] && port != "0" {
 			p.add(path+".address", "address %s is used by another listener", l.Address)
 		}
 		addrs[l.Address] = true

@@ -123,6 +123,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer g.finish(rw, r, ex)
 
 	if rej := checkRequestTarget(r); rej != nil {
+		if rej.Status == http.StatusMethodNotAllowed && g.router != nil {
+			// A 405 must list the methods the path is served with (RFC
+			// 9110 section 15.5.6); no route serves TRACE or CONNECT.
+			if _, _, allow, _ := g.router.Match(r.Host, r.Method, r.URL.Path, ex.Params[:0]); allow != nil {
+				rej.Header = http.Header{"Allow": {strings.Join(allow, ", ")}}
+			}
+		}
 		Render(rw, r, ex, rej)
 		return
 	}
@@ -156,9 +163,16 @@ func (g *Gateway) route(w http.ResponseWriter, r *http.Request, ex *Exchange) (*
 	host, path := r.Host, r.URL.Path
 	if isPreflight(r) {
 		acrm := r.Header.Get("Access-Control-Request-Method")
-		if route, params, _, ok := g.router.Match(host, acrm, path, ex.Params[:0]); ok && route.CORS {
+		route, params, allow, ok := g.router.Match(host, acrm, path, ex.Params[:0])
+		if ok && route.CORS {
 			ex.Params = params
 			return route, true
+		}
+		if !ok && allow != nil {
+			// The path is served, but not with the method the browser asks
+			// to use: a CORS refusal, not a 405 of the OPTIONS request.
+			Render(w, r, ex, Rejectf(http.StatusForbidden, ReasonCORSPreflightDenied, "preflight for %q, which %s is not served with", acrm, path))
+			return nil, false
 		}
 	}
 	route, params, allow, ok := g.router.Match(host, r.Method, path, ex.Params[:0])

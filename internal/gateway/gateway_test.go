@@ -247,3 +247,45 @@ func FuzzCheckRequestTarget(f *testing.F) {
 		}
 	})
 }
+
+// TestPreflightForUnservedMethod pins that a preflight asking for a method
+// the path does not serve is a CORS refusal (403), not a 405 of OPTIONS.
+func TestPreflightForUnservedMethod(t *testing.T) {
+	g := newTestGateway(t, nil, handlerFunc(func(w http.ResponseWriter, r *http.Request, ex *Exchange) {
+		t.Error("a preflight reached the upstream")
+	}))
+	r := httptest.NewRequest("OPTIONS", "/items/7", nil)
+	r.Header.Set("Origin", "https://app.example.com")
+	r.Header.Set("Access-Control-Request-Method", "DELETE")
+	rec := httptest.NewRecorder()
+	g.ServeHTTP(rec, r)
+	if rec.Code != 403 || !strings.Contains(rec.Body.String(), ReasonCORSPreflightDenied) {
+		t.Errorf("got %d %s, want 403 %s", rec.Code, rec.Body, ReasonCORSPreflightDenied)
+	}
+}
+
+// TestInformationalResponsesDropped pins that an upstream's 1xx (103 Early
+// Hints) never reaches the client with headers the response stages did not
+// see, while 101 (protocol upgrades) still passes.
+func TestInformationalResponsesDropped(t *testing.T) {
+	tests := []struct {
+		desc  string
+		code  int
+		wrote bool
+	}{
+		{desc: "early hints", code: http.StatusEarlyHints},
+		{desc: "continue", code: http.StatusContinue},
+		{desc: "switching protocols", code: http.StatusSwitchingProtocols, wrote: true},
+		{desc: "final", code: http.StatusOK, wrote: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			w := &responseWriter{ResponseWriter: rec}
+			w.WriteHeader(tt.code)
+			if w.wroteHeader != tt.wrote || (rec.Code == tt.code) != tt.wrote {
+				t.Errorf("WriteHeader(%d): wrote %v (recorder %d), want %v", tt.code, w.wroteHeader, rec.Code, tt.wrote)
+			}
+		})
+	}
+}

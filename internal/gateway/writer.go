@@ -14,7 +14,13 @@ type responseWriter struct {
 	wroteHeader bool
 }
 
+// WriteHeader records the status. Informational responses other than 101
+// (an upstream's 103 Early Hints, say) are dropped: their headers would reach
+// the client without passing the response stages.
 func (w *responseWriter) WriteHeader(code int) {
+	if code >= 100 && code < 200 && code != http.StatusSwitchingProtocols {
+		return
+	}
 	if !w.wroteHeader {
 		if code >= 200 || code == http.StatusSwitchingProtocols {
 			w.wroteHeader = true

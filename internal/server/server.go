@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -183,10 +184,17 @@ func (s *Server) serve(ctx context.Context, cfg *config.Config) error {
 			}
 		}()
 	}
+	// Reload triggers are in place before Ready, so that a SIGHUP or a
+	// change to the file right after it is not lost.
+	hup := make(chan os.Signal, 1)
+	if !s.opts.NoSignals {
+		signal.Notify(hup, syscall.SIGHUP)
+	}
+	fw := s.watchDir()
 	if s.opts.Ready != nil {
 		s.opts.Ready(addrs)
 	}
-	go s.watch(ctx)
+	go s.watch(ctx, hup, fw)
 
 	var runErr error
 	select {
@@ -224,10 +232,7 @@ func (s *Server) serve(ctx context.Context, cfg *config.Config) error {
 
 func (s *Server) httpServer(cfg *config.Config, lc *config.Listener) (*http.Server, error) {
 	sc := &cfg.Server
-	maxHeader := int(sc.MaxHeaderBytes) - 4096 // net/http allows 4 KiB above MaxHeaderBytes
-	if maxHeader < 1024 {
-		maxHeader = 1024
-	}
+	maxHeader := int(sc.MaxHeaderBytes)
 	srv := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: sc.ReadHeaderTimeout.D(),
@@ -245,6 +250,7 @@ func (s *Server) httpServer(cfg *config.Config, lc *config.Listener) (*http.Serv
 	if r := lc.RedirectHTTPS; r != nil {
 		srv.Handler = redirectHandler(r.Port)
 	}
+	srv.Handler = headerLimit(srv.Handler, maxHeader)
 	if lc.H2C {
 		var p http.Protocols
 		p.SetHTTP1(true)
@@ -252,6 +258,39 @@ func (s *Server) httpServer(cfg *config.Config, lc *config.Listener) (*http.Serv
 		srv.Protocols = &p
 	}
 	return srv, nil
+}
+
+// headerLimit answers 431, as net/http does, to requests whose request line
+// and headers are larger than limit bytes, counted as an HTTP/1.1 client writes
+// them. net/http cannot enforce server.max_header_bytes by itself: on HTTP/1
+// it reads up to MaxHeaderBytes plus 4 KiB of buffer slack, and on HTTP/2 it
+// advertises MaxHeaderBytes plus 320 bytes in HPACK units (32 bytes per
+// field). With MaxHeaderBytes set to the configured value it is the backstop
+// that bounds memory, and this is the exact check, the same for both.
+func headerLimit(h http.Handler, limit int) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if headerSize(r) > limit {
+			if r.ProtoMajor == 1 {
+				w.Header().Set("Connection", "close")
+			}
+			http.Error(w, "431 Request Header Fields Too Large", http.StatusRequestHeaderFieldsTooLarge)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// headerSize returns the size of r's request line and header section as an
+// HTTP/1.1 client would write them.
+func headerSize(r *http.Request) int {
+	n := len(r.Method) + 1 + len(r.RequestURI) + 1 + len(r.Proto) + 2 // request line
+	n += len("Host: \r\n") + len(r.Host)                              // net/http moves Host out of Header
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(": \r\n") + len(v)
+		}
+	}
+	return n + 2 // the empty line
 }
 
 // redirectHandler answers every request with a permanent redirect to the
@@ -267,6 +306,9 @@ func redirectHandler(port int) http.Handler {
 			return
 		}
 		target := "https://" + host
+		if strings.Contains(host, ":") {
+			target = "https://[" + host + "]" // IPv6 literal
+		}
 		if port != 443 {
 			target = "https://" + net.JoinHostPort(host, strconv.Itoa(port))
 		}
@@ -350,31 +392,42 @@ func restartKey(c *config.Config) string {
 	return string(b)
 }
 
-// watch reloads on SIGHUP and, when server.watch_config is on, when the file
-// changes on disk.
-func (s *Server) watch(ctx context.Context) {
-	hup := make(chan os.Signal, 1)
-	if !s.opts.NoSignals {
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-	}
-	s.mu.Lock()
-	watchFile := *s.cfg.Server.WatchConfig
-	s.mu.Unlock()
-	var events <-chan fsnotify.Event
-	if watchFile {
-		w, err := fsnotify.NewWatcher()
-		if err != nil {
-			s.log.Warn("cannot watch the configuration file; reload with SIGHUP", "error", err)
-		} else {
-			defer w.Close()
-			// Watch the directory: editors and Kubernetes replace files by rename.
-			if err := w.Add(filepath.Dir(s.path)); err != nil {
-				s.log.Warn("cannot watch the configuration file; reload with SIGHUP", "error", err)
-			} else {
-				events = w.Events
-			}
+// watchDir starts watching the directory of the configuration file
+// (editors and Kubernetes replace files by rename). It returns nil, logging
+// why if server.watch_config is on, when the file cannot be watched.
+func (s *Server) watchDir() *fsnotify.Watcher {
+	w, err := fsnotify.NewWatcher()
+	if err == nil {
+		if err = w.Add(filepath.Dir(s.path)); err != nil {
+			w.Close()
 		}
+	}
+	if err != nil {
+		if s.watchConfig() {
+			s.log.Warn("cannot watch the configuration file; reload with SIGHUP", "error", err)
+		}
+		return nil
+	}
+	return w
+}
+
+// watch reloads on hup and, while server.watch_config is on in the serving
+// configuration, when fw (which may be nil) reports a change to the file.
+// The directory is watched whatever the setting, so that a reload can turn
+// it on or off. watch stops the signals and closes fw when ctx ends.
+func (s *Server) watch(ctx context.Context, hup chan os.Signal, fw *fsnotify.Watcher) {
+	defer signal.Stop(hup)
+	var (
+		events <-chan fsnotify.Event
+		errs   <-chan error
+	)
+	if fw != nil {
+		defer fw.Close()
+		events, errs = fw.Events, fw.Errors
+	}
+	// A change between New reading the file and the watch being set.
+	if s.watchConfig() && s.changedOnDisk() {
+		s.Reload()
 	}
 	var debounce <-chan time.Time
 	base := filepath.Base(s.path)
@@ -385,15 +438,54 @@ func (s *Server) watch(ctx context.Context) {
 		case <-hup:
 			s.log.Info("SIGHUP: reloading configuration")
 			s.Reload()
-		case ev := <-events:
-			if filepath.Base(ev.Name) == base || filepath.Base(ev.Name) == "..data" {
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			if (filepath.Base(ev.Name) == base || filepath.Base(ev.Name) == "..data") && s.watchConfig() {
+				debounce = time.After(150 * time.Millisecond)
+			}
+		case err, ok := <-errs:
+			if !ok {
+				errs = nil
+				continue
+			}
+			// fsnotify stops delivering events until its errors are read.
+			// Events may have been lost (queue overflow): look anyway; an
+			// unchanged file reloads nothing.
+			if s.watchConfig() {
+				s.log.Warn("configuration file watcher error", "error", err)
 				debounce = time.After(150 * time.Millisecond)
 			}
 		case <-debounce:
 			debounce = nil
-			s.Reload()
+			if s.watchConfig() {
+				s.Reload()
+			}
 		}
 	}
+}
+
+// changedOnDisk reports whether the file differs from the configuration
+// serving; a file that cannot be read counts as unchanged.
+func (s *Server) changedOnDisk() bool {
+	data, err := os.ReadFile(s.path)
+	if err != nil {
+		return false
+	}
+	h := sha256.Sum256(data)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return h != s.hash
+}
+
+// watchConfig reports whether the serving configuration asks for reloads
+// when the file changes.
+func (s *Server) watchConfig() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return *s.cfg.Server.WatchConfig
 }
 
 func newLogger(lc config.Log, lvl *slog.LevelVar) *slog.Logger {
