@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/moat-gateway/moat/internal/cors/origin"
 	"github.com/moat-gateway/moat/internal/router"
 )
 
@@ -168,6 +169,13 @@ func validateCORS(c *CORS, path string, p *problems) {
 	}
 	if len(c.AllowOrigins) == 0 {
 		p.add(path+".allow_origins", "at least one origin is required (or set disabled: true)")
+	}
+	for i, o := range c.AllowOrigins {
+		if o == "*" && c.AllowCredentials {
+			p.add(fmt.Sprintf("%s.allow_origins[%d]", path, i), `"*" cannot be combined with allow_credentials: list the origins`)
+		} else if err := origin.Validate(o); err != nil {
+			p.add(fmt.Sprintf("%s.allow_origins[%d]", path, i), "%v", err)
+		}
 	}
 	for i, m := range c.AllowMethods {
 		if !validToken(m) {

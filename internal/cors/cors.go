@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/moat-gateway/moat/internal/config"
+	"github.com/moat-gateway/moat/internal/cors/origin"
 	"github.com/moat-gateway/moat/internal/gateway"
 )
 
@@ -46,7 +47,7 @@ var safelisted = map[string]struct{}{
 // immutable afterwards, and safe for concurrent use. It is both a request
 // stage (place it first in the route's pipeline) and a response stage.
 type CORS struct {
-	origins      *originMatcher
+	origins      *origin.Matcher
 	methods      map[string]struct{}
 	allowMethods string // Access-Control-Allow-Methods value
 	anyHeader    bool   // allow_headers holds "*"
@@ -63,7 +64,7 @@ type CORS struct {
 // served, as the router does).
 //
 // New returns an error, naming every problem, for: an empty or invalid
-// allow_origins list (see ValidateOrigin), "*" together with
+// allow_origins list (see origin.Validate), "*" together with
 // allow_credentials, no methods at all, method or header names that are not
 // tokens, and a negative max_age.
 func New(cfg *config.CORS, routeMethods []string) (*CORS, error) {
@@ -79,12 +80,12 @@ func New(cfg *config.CORS, routeMethods []string) (*CORS, error) {
 	if len(cfg.AllowOrigins) == 0 {
 		errs = append(errs, errors.New("allow_origins: at least one origin is required (or set disabled: true)"))
 	}
-	origins, err := newOriginMatcher(cfg.AllowOrigins)
+	origins, err := origin.NewMatcher(cfg.AllowOrigins)
 	if err != nil {
 		errs = append(errs, err)
 	}
 	c.origins = origins
-	if origins != nil && origins.any && cfg.AllowCredentials {
+	if origins != nil && origins.Any() && cfg.AllowCredentials {
 		errs = append(errs, errors.New(`allow_origins: "*" cannot be combined with allow_credentials; list the origins`))
 	}
 
@@ -185,7 +186,7 @@ func (c *CORS) ProcessRequest(_ context.Context, ex *gateway.Exchange) error {
 		}
 		return &gateway.Answer{Status: http.StatusNoContent, Header: h}
 	}
-	if c.origins.match(origin) || !c.denyUnknown {
+	if c.origins.Match(origin) || !c.denyUnknown {
 		return nil
 	}
 	return gateway.Rejectf(http.StatusForbidden, gateway.ReasonCORSOriginDenied, "origin %q is not allowed", clip(origin))
@@ -227,7 +228,7 @@ func (c *CORS) ProcessResponse(_ context.Context, ex *gateway.Exchange, res *htt
 		return nil
 	}
 	addVary(h, hOrigin)
-	if !ok || !c.origins.match(origin) {
+	if !ok || !c.origins.Match(origin) {
 		return nil
 	}
 	c.setAllowOrigin(h, origin)
@@ -241,7 +242,7 @@ func (c *CORS) ProcessResponse(_ context.Context, ex *gateway.Exchange, res *htt
 // allowed it writes the preflight headers into h and returns nil; otherwise it
 // leaves h alone and returns the Reject.
 func (c *CORS) preflight(r *http.Request, origin string, h http.Header) *gateway.Reject {
-	if !c.origins.match(origin) {
+	if !c.origins.Match(origin) {
 		return gateway.Rejectf(http.StatusForbidden, gateway.ReasonCORSOriginDenied, "preflight: origin %q is not allowed", clip(origin))
 	}
 	method := r.Header.Get(hRequestMethod)
@@ -292,7 +293,7 @@ func (c *CORS) headerAllowed(name string) bool {
 // allowed origin: "*" when every origin is allowed (never with credentials,
 // which New refuses), the request's own origin otherwise.
 func (c *CORS) setAllowOrigin(h http.Header, origin string) {
-	if c.origins.any {
+	if c.origins.Any() {
 		h[hAllowOrigin] = []string{"*"}
 	} else {
 		h[hAllowOrigin] = []string{origin}
@@ -381,9 +382,21 @@ func isToken(s string) bool {
 	return true
 }
 
+// asciiLower lowercases ASCII letters only: Unicode folding would let the
+// Kelvin sign stand for "k" in a header name.
 func asciiLower(s string) string {
-	l, _ := lower(s, true)
-	return l
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 'A' && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if b[j] >= 'A' && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
 }
 
 // clip shortens client-supplied values quoted in internal details.

@@ -1,4 +1,4 @@
-package cors
+package origin
 
 import (
 	"net/netip"
@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func TestValidateOrigin(t *testing.T) {
+func TestValidate(t *testing.T) {
 	tests := []struct {
 		desc    string
 		pattern string
@@ -54,9 +54,9 @@ func TestValidateOrigin(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.desc, func(t *testing.T) {
-			err := ValidateOrigin(tt.pattern)
+			err := Validate(tt.pattern)
 			if (err != nil) != tt.wantErr {
-				t.Errorf("ValidateOrigin(%q) = %v, want error %v", tt.pattern, err, tt.wantErr)
+				t.Errorf("Validate(%q) = %v, want error %v", tt.pattern, err, tt.wantErr)
 			}
 		})
 	}
@@ -107,11 +107,11 @@ func TestMatchOrigin(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.desc, func(t *testing.T) {
-			m, err := newOriginMatcher(tt.patterns)
+			m, err := NewMatcher(tt.patterns)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := m.match(tt.origin); got != tt.want {
+			if got := m.Match(tt.origin); got != tt.want {
 				t.Errorf("match(%q) = %v, want %v", tt.origin, got, tt.want)
 			}
 		})
@@ -119,12 +119,12 @@ func TestMatchOrigin(t *testing.T) {
 }
 
 func TestMatchOriginDoesNotAllocate(t *testing.T) {
-	m, err := newOriginMatcher([]string{"https://app.example.com", "https://*.example.org"})
+	m, err := NewMatcher([]string{"https://app.example.com", "https://*.example.org"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, o := range []string{"https://app.example.com", "https://a.example.org", "https://evil.example"} {
-		if n := testing.AllocsPerRun(100, func() { m.match(o) }); n != 0 {
+		if n := testing.AllocsPerRun(100, func() { m.Match(o) }); n != 0 {
 			t.Errorf("match(%q) allocates %v times", o, n)
 		}
 	}
@@ -152,8 +152,8 @@ func FuzzMatchOrigin(f *testing.F) {
 		f.Add(s[0], s[1])
 	}
 	f.Fuzz(func(t *testing.T, pattern, origin string) {
-		m, err := newOriginMatcher([]string{pattern})
-		if err != nil || !m.match(origin) || pattern == "*" {
+		m, err := NewMatcher([]string{pattern})
+		if err != nil || !m.Match(origin) || pattern == "*" {
 			return
 		}
 		u, err := url.Parse(origin)

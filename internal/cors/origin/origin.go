@@ -1,4 +1,7 @@
-package cors
+// Package origin parses and matches browser origins and the origin patterns
+// of a CORS allow-list. It depends on nothing but the standard library, so
+// configuration validation and the CORS stage share one definition.
+package origin
 
 import (
 	"errors"
@@ -31,22 +34,23 @@ type wildcard struct {
 	scheme, suffix, port string
 }
 
-// originMatcher decides whether an Origin header value is allowed. It is
-// built once by newOriginMatcher and immutable afterwards.
-type originMatcher struct {
+// Matcher decides whether an Origin header value is allowed. It is
+// built once by NewMatcher, immutable afterwards and safe for concurrent use.
+type Matcher struct {
 	any       bool
 	exact     map[string]struct{} // normal forms
 	wildcards []wildcard
 }
 
-// ValidateOrigin reports whether pattern is a valid entry of allow_origins: a
+// Validate reports whether pattern is a valid entry of allow_origins: a
 // lone "*", an exact origin "https://app.example.com[:port]" (scheme http or
 // https, no path, query or user info), or a pattern "https://*.example.com"
 // whose "*" stands for one or more whole labels in the leftmost position of
 // the host and is followed by at least two labels. "null" is refused: that
 // origin is shared by sandboxed documents and local files of any site. A lone
-// "*" is valid here; combined with allow_credentials it is refused by New.
-func ValidateOrigin(pattern string) error {
+// "*" is valid here; combined with allow_credentials it is refused by
+// configuration validation and by the CORS stage.
+func Validate(pattern string) error {
 	if pattern == "*" {
 		return nil
 	}
@@ -54,9 +58,9 @@ func ValidateOrigin(pattern string) error {
 	return err
 }
 
-// newOriginMatcher compiles the allow_origins list.
-func newOriginMatcher(patterns []string) (*originMatcher, error) {
-	m := &originMatcher{exact: make(map[string]struct{}, len(patterns))}
+// NewMatcher compiles the allow_origins list, reporting every bad entry.
+func NewMatcher(patterns []string) (*Matcher, error) {
+	m := &Matcher{exact: make(map[string]struct{}, len(patterns))}
 	var errs []error
 	for i, p := range patterns {
 		if p == "*" {
@@ -80,9 +84,12 @@ func newOriginMatcher(patterns []string) (*originMatcher, error) {
 	return m, nil
 }
 
-// match reports whether the Origin header value v is allowed. It does not
+// Any reports whether the list allows every origin ("*").
+func (m *Matcher) Any() bool { return m.any }
+
+// Match reports whether the Origin header value v is allowed. It does not
 // allocate for origins that browsers send in normal form.
-func (m *originMatcher) match(v string) bool {
+func (m *Matcher) Match(v string) bool {
 	if m.any {
 		return true
 	}
