@@ -72,6 +72,7 @@ type Log struct {
 	Format string `yaml:"format" jsonschema:"description=json (default) or text.,enum=json,enum=text"`
 	Level  string `yaml:"level" jsonschema:"description=debug, info (default), warn or error.,enum=debug,enum=info,enum=warn,enum=error"`
 	Access *bool  `yaml:"access" jsonschema:"description=Write one access log line per request. Default true."`
+	Sync   bool   `yaml:"sync" jsonschema:"description=Write every line at once. Default false: lines are buffered (64 KiB) and written at least every 100ms and at shutdown."`
 }
 
 // SecurityHeaders lists the response headers the gateway enforces. Empty

@@ -28,6 +28,7 @@ import (
 	"github.com/moat-gateway/moat/internal/exposure"
 	"github.com/moat-gateway/moat/internal/gateway"
 	"github.com/moat-gateway/moat/internal/pipeline"
+	"github.com/moat-gateway/moat/internal/telemetry"
 	"github.com/moat-gateway/moat/internal/tlsx"
 )
 
@@ -52,10 +53,11 @@ type Options struct {
 
 // Server serves one configuration file. Create it with Run.
 type Server struct {
-	path string
-	opts Options
-	log  *slog.Logger
-	lvl  *slog.LevelVar
+	path     string
+	opts     Options
+	log      *slog.Logger
+	closeLog func() error // flushes buffered log lines
+	lvl      *slog.LevelVar
 
 	current atomic.Pointer[gateway.Gateway]
 	mu      sync.Mutex // serialises reloads
@@ -71,13 +73,14 @@ func New(path string, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.log = opts.Log
+	s.log, s.closeLog = opts.Log, func() error { return nil }
 	if s.log == nil {
-		s.log = newLogger(cfg.Log, s.lvl)
+		s.log, s.closeLog = telemetry.NewLogger(os.Stderr, cfg.Log.Format, s.lvl, cfg.Log.Sync)
 	}
-	setLevel(s.lvl, cfg.Log.Level)
+	telemetry.SetLevel(s.lvl, cfg.Log.Level)
 	gw, err := pipeline.Build(cfg, s.log)
 	if err != nil {
+		s.closeLog()
 		return nil, err
 	}
 	s.cfg, s.hash = cfg, sha256.Sum256(data)
@@ -98,6 +101,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 // accepting and lets in-flight requests finish for server.shutdown_grace.
 // SIGHUP (unless Options.NoSignals) and changes to the file reload it.
 func (s *Server) Run(ctx context.Context) error {
+	defer s.closeLog()
 	s.current.Load().Start()
 	return s.serve(ctx, s.cfg)
 }
@@ -364,7 +368,7 @@ func (s *Server) reload() error {
 		return nil
 	}
 	if a, b := restartKey(s.cfg), restartKey(cfg); a != b {
-		return errors.New("listeners, server timeouts, header limits or log format changed: these need a restart; nothing was applied")
+		return errors.New("listeners, server timeouts, header limits, log format or log sync changed: these need a restart; nothing was applied")
 	}
 	gw, err := pipeline.Build(cfg, s.log)
 	if err != nil {
@@ -373,7 +377,7 @@ func (s *Server) reload() error {
 	gw.Start()
 	old := s.current.Swap(gw)
 	s.cfg, s.hash = cfg, h
-	setLevel(s.lvl, cfg.Log.Level)
+	telemetry.SetLevel(s.lvl, cfg.Log.Level)
 	grace := cfg.Server.ShutdownGrace.D()
 	go old.Close(grace)
 	s.log.Info("configuration reloaded", "routes", len(cfg.Routes), "upstreams", len(cfg.Upstreams))
@@ -388,7 +392,8 @@ func restartKey(c *config.Config) string {
 		RH, R, W, I config.Duration
 		MH          config.Size
 		F           string
-	}{c.Listeners, c.Server.ReadHeaderTimeout, c.Server.ReadTimeout, c.Server.WriteTimeout, c.Server.IdleTimeout, c.Server.MaxHeaderBytes, c.Log.Format})
+		S           bool
+	}{c.Listeners, c.Server.ReadHeaderTimeout, c.Server.ReadTimeout, c.Server.WriteTimeout, c.Server.IdleTimeout, c.Server.MaxHeaderBytes, c.Log.Format, c.Log.Sync})
 	return string(b)
 }
 
@@ -486,19 +491,4 @@ func (s *Server) watchConfig() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return *s.cfg.Server.WatchConfig
-}
-
-func newLogger(lc config.Log, lvl *slog.LevelVar) *slog.Logger {
-	o := &slog.HandlerOptions{Level: lvl}
-	if lc.Format == "text" {
-		return slog.New(slog.NewTextHandler(os.Stderr, o))
-	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, o))
-}
-
-func setLevel(lvl *slog.LevelVar, s string) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err == nil {
-		lvl.Set(l)
-	}
 }
