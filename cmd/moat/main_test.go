@@ -133,39 +133,7 @@ func TestSIGTERMDrains(t *testing.T) {
 	defer up.Close()
 	cfg := writeConfig(t, up.URL, "")
 
-	cmd := exec.Command(os.Args[0], "serve", "-c", cfg)
-	cmd.Env = append(os.Environ(), "MOAT_TEST_AS_MAIN=1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-
-	addrRe := regexp.MustCompile(`"msg":"listening".*"address":"([^"]+)"`)
-	addr := make(chan string, 1)
-	logs := &syncBuffer{}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			logs.add(sc.Text())
-			if m := addrRe.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case addr <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	var base string
-	select {
-	case a := <-addr:
-		base = "http://" + a
-	case <-time.After(20 * time.Second):
-		t.Fatalf("moat did not start; logs:\n%s", logs)
-	}
+	cmd, base, logs := startServe(t, cfg)
 
 	type result struct {
 		status int
@@ -212,6 +180,92 @@ func TestSIGTERMDrains(t *testing.T) {
 	}
 	if _, err := http.Get(base + "/"); err == nil {
 		t.Error("a new connection was accepted after shutdown")
+	}
+}
+
+// startServe runs "moat serve -c cfg" as a child process and returns it, its
+// base URL (from the "listening" log line) and its collected logs.
+func startServe(t *testing.T, cfg string) (*exec.Cmd, string, *syncBuffer) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "serve", "-c", cfg)
+	cmd.Env = append(os.Environ(), "MOAT_TEST_AS_MAIN=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+
+	addrRe := regexp.MustCompile(`"msg":"listening".*"address":"([^"]+)"`)
+	addr := make(chan string, 1)
+	logs := &syncBuffer{}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			logs.add(sc.Text())
+			if m := addrRe.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case addr <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case a := <-addr:
+		return cmd, "http://" + a, logs
+	case <-time.After(20 * time.Second):
+		t.Fatalf("moat did not start; logs:\n%s", logs)
+	}
+	return nil, "", nil
+}
+
+// TestSIGHUPReloads edits the configuration of a running moat serve, sends
+// SIGHUP, and checks that the new routes serve; then that a broken file
+// sent with SIGHUP is refused while the last good configuration serves on.
+func TestSIGHUPReloads(t *testing.T) {
+	upstream := func(name string) *httptest.Server {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) }))
+		t.Cleanup(s.Close)
+		return s
+	}
+	a, b := upstream("a"), upstream("b")
+	cfg := writeConfig(t, a.URL, "")
+	cmd, base, logs := startServe(t, cfg)
+
+	get := func() string {
+		resp, err := http.Get(base + "/x")
+		if err != nil {
+			t.Fatalf("request failed: %v", err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body)
+	}
+	if got := get(); got != "a" {
+		t.Fatalf("before reload: %q, want a", got)
+	}
+	next := writeConfig(t, b.URL, "")
+	data, _ := os.ReadFile(next)
+	if err := os.WriteFile(cfg, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return get() == "b" })
+
+	if err := os.WriteFile(cfg, []byte("routes: [not, valid"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return strings.Contains(logs.String(), "reload failed") })
+	if got := get(); got != "b" {
+		t.Errorf("after a failed reload: %q, want the last good configuration (b)", got)
 	}
 }
 
