@@ -3,6 +3,8 @@ package clientip
 import (
 	"net/netip"
 	"strings"
+
+	"github.com/moat-gateway/moat/internal/httpsyntax"
 )
 
 // parseForwardedElement returns the address in the for= parameter of one RFC
@@ -25,7 +27,7 @@ func parseForwardedElement(s string) (netip.Addr, bool) {
 			continue
 		}
 		name := i
-		for i < len(s) && isTchar(s[i]) {
+		for i < len(s) && httpsyntax.IsTchar(s[i]) {
 			i++
 		}
 		if i == name || i == len(s) || s[i] != '=' {
@@ -81,7 +83,7 @@ func forwardedValue(s string, i int) (value string, next int, escaped, ok bool) 
 		return "", i, false, false
 	}
 	start := i
-	for i < len(s) && isTchar(s[i]) {
+	for i < len(s) && httpsyntax.IsTchar(s[i]) {
 		i++
 	}
 	return s[start:i], i, false, i > start
@@ -152,13 +154,4 @@ func skipOWS(s string, i int) int {
 		i++
 	}
 	return i
-}
-
-// isTchar reports whether c may appear in an RFC 9110 token.
-func isTchar(c byte) bool {
-	switch {
-	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		return true
-	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }

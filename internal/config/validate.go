@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/moat-gateway/moat/internal/cors/origin"
+	"github.com/moat-gateway/moat/internal/httpsyntax"
 	"github.com/moat-gateway/moat/internal/router"
 )
 
@@ -53,7 +54,7 @@ func validateServer(s *Server, p *problems) {
 	default:
 		p.add("server.client_ip_header", "must be x-forwarded-for, forwarded or x-real-ip")
 	}
-	if !validToken(s.RequestIDHeader) {
+	if !httpsyntax.IsToken(s.RequestIDHeader) {
 		p.add("server.request_id_header", "%q is not a valid header name", s.RequestIDHeader)
 	}
 }
@@ -157,7 +158,7 @@ func validateHeaders(h *SecurityHeaders, p *problems) {
 		}
 	}
 	for i, name := range h.Remove {
-		if !validToken(strings.TrimSuffix(name, "*")) {
+		if !httpsyntax.IsToken(strings.TrimSuffix(name, "*")) {
 			p.add(fmt.Sprintf("security_headers.remove[%d]", i), "%q is not a header name (a trailing * matches a prefix)", name)
 		}
 	}
@@ -178,17 +179,17 @@ func validateCORS(c *CORS, path string, p *problems) {
 		}
 	}
 	for i, m := range c.AllowMethods {
-		if !validToken(m) {
+		if !httpsyntax.IsToken(m) {
 			p.add(fmt.Sprintf("%s.allow_methods[%d]", path, i), "%q is not a method", m)
 		}
 	}
 	for i, h := range c.AllowHeaders {
-		if !validToken(h) {
+		if !httpsyntax.IsToken(h) {
 			p.add(fmt.Sprintf("%s.allow_headers[%d]", path, i), "%q is not a header name", h)
 		}
 	}
 	for i, h := range c.ExposeHeaders {
-		if !validToken(h) {
+		if !httpsyntax.IsToken(h) {
 			p.add(fmt.Sprintf("%s.expose_headers[%d]", path, i), "%q is not a header name", h)
 		}
 	}
@@ -285,7 +286,7 @@ func validateRoutes(c *Config, p *problems) {
 			switch {
 			case m == "TRACE" || m == "CONNECT":
 				p.add(mp, "%s is refused by the gateway", m)
-			case !validToken(m):
+			case !httpsyntax.IsToken(m):
 				p.add(mp, "%q is not a method", m)
 			}
 		}
@@ -325,19 +326,4 @@ func keys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	return out
-}
-
-// validToken reports whether s is an RFC 9110 token (method or header name).
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
-			continue
-		}
-		return false
-	}
-	return true
 }

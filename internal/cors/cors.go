@@ -16,6 +16,7 @@ import (
 	"github.com/moat-gateway/moat/internal/config"
 	"github.com/moat-gateway/moat/internal/cors/origin"
 	"github.com/moat-gateway/moat/internal/gateway"
+	"github.com/moat-gateway/moat/internal/httpsyntax"
 )
 
 // Header names, canonical.
@@ -103,7 +104,7 @@ func New(cfg *config.CORS, routeMethods []string) (*CORS, error) {
 	}
 	for i, m := range methods {
 		m = strings.ToUpper(strings.TrimSpace(m))
-		if !isToken(m) {
+		if !httpsyntax.IsToken(m) {
 			errs = append(errs, fmt.Errorf("allow_methods[%d]: %q is not a method", i, m))
 			continue
 		}
@@ -123,7 +124,7 @@ func New(cfg *config.CORS, routeMethods []string) (*CORS, error) {
 		switch {
 		case h == "*":
 			c.anyHeader = true
-		case !isToken(h):
+		case !httpsyntax.IsToken(h):
 			errs = append(errs, fmt.Errorf("allow_headers[%d]: %q is not a header name", i, h))
 		default:
 			c.headers[strings.ToLower(h)] = struct{}{}
@@ -133,7 +134,7 @@ func New(cfg *config.CORS, routeMethods []string) (*CORS, error) {
 	expose := make([]string, 0, len(cfg.ExposeHeaders))
 	for i, h := range cfg.ExposeHeaders {
 		h = strings.TrimSpace(h)
-		if !isToken(h) {
+		if !httpsyntax.IsToken(h) {
 			errs = append(errs, fmt.Errorf("expose_headers[%d]: %q is not a header name", i, h))
 			continue
 		}
@@ -275,13 +276,13 @@ func (c *CORS) preflight(r *http.Request, origin string, h http.Header) *gateway
 
 // headerAllowed reports whether a requested header name may be sent.
 func (c *CORS) headerAllowed(name string) bool {
-	if !isToken(name) {
+	if !httpsyntax.IsToken(name) {
 		return false
 	}
 	if c.anyHeader {
 		return true
 	}
-	name = asciiLower(name)
+	name = httpsyntax.LowerASCII(name)
 	if _, ok := safelisted[name]; ok {
 		return true
 	}
@@ -366,37 +367,6 @@ func listHas(lines []string, name string) bool {
 		}
 	}
 	return false
-}
-
-// isToken reports whether s is an RFC 9110 token.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
-}
-
-// asciiLower lowercases ASCII letters only: Unicode folding would let the
-// Kelvin sign stand for "k" in a header name.
-func asciiLower(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= 'A' && c <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if b[j] >= 'A' && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
 }
 
 // clip shortens client-supplied values quoted in internal details.

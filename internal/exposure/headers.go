@@ -13,6 +13,7 @@ import (
 
 	"github.com/moat-gateway/moat/internal/config"
 	"github.com/moat-gateway/moat/internal/gateway"
+	"github.com/moat-gateway/moat/internal/httpsyntax"
 )
 
 // Secure defaults of the security headers, used when a field is empty.
@@ -95,7 +96,7 @@ func NewHeaders(cfg config.SecurityHeaders) (*Headers, error) {
 	for i, name := range remove {
 		name = strings.TrimSpace(name)
 		prefix, isPrefix := strings.CutSuffix(name, "*")
-		if !isToken(prefix) || strings.Contains(prefix, "*") {
+		if !httpsyntax.IsToken(prefix) || strings.Contains(prefix, "*") {
 			errs = append(errs, fmt.Errorf("remove[%d]: %q is not a header name (a trailing * matches a prefix, as in X-Debug-*)", i, name))
 			continue
 		}
@@ -208,20 +209,6 @@ func headerValue(v, def string) (string, error) {
 		}
 	}
 	return v, nil
-}
-
-// isToken reports whether s is an RFC 9110 token.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
 }
 
 var _ gateway.ResponseStage = (*Headers)(nil)

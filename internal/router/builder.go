@@ -6,6 +6,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/moat-gateway/moat/internal/httpsyntax"
 )
 
 // Builder collects routes for a Router. Call Add for every route, then Build.
@@ -132,7 +134,7 @@ func normalizeMethods(methods []string) ([]string, error) {
 	for _, m := range methods {
 		up := strings.ToUpper(m)
 		switch {
-		case !isToken(m):
+		case !httpsyntax.IsToken(m):
 			errs = append(errs, fmt.Errorf("%w %q: not an HTTP token", ErrInvalidMethod, m))
 		case up == "TRACE" || up == "CONNECT":
 			errs = append(errs, fmt.Errorf("%w %q: refused by the gateway", ErrInvalidMethod, m))
@@ -143,20 +145,6 @@ func normalizeMethods(methods []string) ([]string, error) {
 		}
 	}
 	return out, errors.Join(errs...)
-}
-
-// isToken reports whether s is an RFC 9110 token.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
 }
 
 // Build compiles the routes added so far into a Router. The Router shares

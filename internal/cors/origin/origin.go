@@ -1,6 +1,7 @@
 // Package origin parses and matches browser origins and the origin patterns
-// of a CORS allow-list. It depends on nothing but the standard library, so
-// configuration validation and the CORS stage share one definition.
+// of a CORS allow-list. It depends only on the standard library and
+// httpsyntax, so configuration validation and the CORS stage share one
+// definition.
 package origin
 
 import (
@@ -9,6 +10,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/moat-gateway/moat/internal/httpsyntax"
 )
 
 // origin is a parsed origin or origin pattern, normalised: scheme and host in
@@ -273,20 +276,10 @@ func isNumeric(s string) bool {
 	return true
 }
 
-// lower returns s in ASCII lowercase, and canonical cleared when that changed
-// anything. It allocates only when s has uppercase letters. Only ASCII is
-// folded: strings.ToLower would turn the Kelvin sign into "k".
+// lower returns s in ASCII lowercase (see httpsyntax.LowerASCII), and
+// canonical cleared when that changed anything. It allocates only when s has
+// uppercase letters.
 func lower(s string, canonical bool) (string, bool) {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c >= 'A' && c <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if b[j] >= 'A' && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
-			}
-			return string(b), false
-		}
-	}
-	return s, canonical
+	l := httpsyntax.LowerASCII(s)
+	return l, canonical && l == s
 }
