@@ -207,3 +207,25 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestAliasBomb pins that aliases cannot make a small file expand without
+// bound ("billion laughs"): decoding stops at the value budget with a
+// problem that says so, listed first.
+func TestAliasBomb(t *testing.T) {
+	defer func(n int) { maxValues = n }(maxValues)
+	maxValues = 10_000
+	doc := "x-method: &m GET\nx-route: &r {path: /x, upstream: a, public: true, methods: [" +
+		strings.TrimSuffix(strings.Repeat("*m, ", 200), ", ") + "]}\nroutes: [" +
+		strings.TrimSuffix(strings.Repeat("*r, ", 100), ", ") + "]\n"
+	_, err := Parse("bomb.yaml", []byte(doc))
+	var ce *Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("Parse = %v, want *Error", err)
+	}
+	if msg := ce.Problems[0].Msg; !strings.Contains(msg, "expands to more than 10000 values") {
+		t.Errorf("first problem %q does not report the budget", msg)
+	}
+	if len(ce.Problems) > maxProblems+1 {
+		t.Errorf("%d problems listed, want at most %d", len(ce.Problems), maxProblems+1)
+	}
+}

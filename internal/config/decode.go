@@ -21,9 +21,20 @@ type decoder struct {
 	*problems
 	anchors map[string]ast.Node
 	depth   int
+	values  int  // values decoded so far, aliases expanded
+	over    bool // the budget ran out; decoding stopped
 }
 
-const maxDepth = 64
+// Bounds on what one file may make the decoder do: aliases can make a small
+// file expand to an enormous document ("billion laughs").
+const (
+	maxDepth    = 64
+	maxProblems = 200
+)
+
+// maxValues bounds the values one file decodes to; a variable so that tests
+// can reach it with a small file. 10,000 routes take about 100,000.
+var maxValues = 1_000_000
 
 var textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
 
@@ -42,8 +53,22 @@ func decodeYAML(file string, data []byte, out any) (map[string]position, error) 
 		d.add("", "the file is empty")
 		return d.pos, d.err()
 	}
+	// Register every anchor first, wherever it stands: an anchor under a key
+	// the decoder skips (x-defaults: &d ...) is still a valid alias target.
+	ast.Walk(anchorCollector(d.anchors), f.Docs[0].Body)
 	d.decode(f.Docs[0].Body, reflect.ValueOf(out).Elem(), "")
 	return d.pos, d.err()
+}
+
+// anchorCollector records each anchor's node by name; a later anchor of the
+// same name replaces an earlier one.
+type anchorCollector map[string]ast.Node
+
+func (a anchorCollector) Visit(n ast.Node) ast.Visitor {
+	if an, ok := n.(*ast.AnchorNode); ok && an.Name != nil {
+		a[an.Name.GetToken().Value] = an.Value
+	}
+	return a
 }
 
 // syntaxProblem turns a goccy syntax error into a Problem with its position.
@@ -76,9 +101,6 @@ func (d *decoder) resolve(n ast.Node, path string) ast.Node {
 		case *ast.TagNode:
 			n = v.Value
 		case *ast.AnchorNode:
-			if name := v.Name.GetToken().Value; name != "" {
-				d.anchors[name] = v.Value
-			}
 			n = v.Value
 		case *ast.AliasNode:
 			target, ok := d.anchors[v.Value.GetToken().Value]
@@ -95,6 +117,19 @@ func (d *decoder) resolve(n ast.Node, path string) ast.Node {
 }
 
 func (d *decoder) decode(n ast.Node, v reflect.Value, path string) {
+	if d.over {
+		return
+	}
+	if d.values++; d.values > maxValues || len(d.list) >= maxProblems {
+		d.over = true
+		// A problem of the whole file: no position, so it is listed first.
+		msg := fmt.Sprintf("more than %d problems; decoding stopped at %s", maxProblems, path)
+		if len(d.list) < maxProblems {
+			msg = fmt.Sprintf("the document expands to more than %d values (through aliases?); decoding stopped at %s", maxValues, path)
+		}
+		d.list = append(d.list, Problem{File: d.file, Msg: msg})
+		return
+	}
 	d.depth++
 	defer func() { d.depth-- }()
 	if d.depth > maxDepth {
@@ -209,17 +244,37 @@ func (d *decoder) decodeStruct(n ast.Node, v reflect.Value, path string) {
 		}
 	}
 	fields := structFields(v.Type())
+	// Merge keys (<<: *defaults) first, so that the mapping's own keys
+	// override what they bring, as YAML merge keys do.
+	for _, mv := range m.Values {
+		if _, ok := mv.Key.(*ast.MergeKeyNode); !ok {
+			continue
+		}
+		switch src := d.resolve(mv.Value, path).(type) {
+		case *ast.MappingNode, *ast.MappingValueNode:
+			d.decodeStruct(src, v, path)
+		case *ast.SequenceNode:
+			for i := len(src.Values) - 1; i >= 0; i-- { // earlier entries win
+				d.decodeStruct(d.resolve(src.Values[i], path), v, path)
+			}
+		case nil:
+		default:
+			d.fail(mv.Value, path, "a merge key (<<) takes a mapping or a list of mappings, found %s", kindOf(src))
+		}
+	}
 	seen := map[string]bool{}
 	for _, mv := range m.Values {
+		if _, ok := mv.Key.(*ast.MergeKeyNode); ok {
+			continue
+		}
 		key, ok := scalarText(d.resolve(mv.Key, path))
 		if !ok {
 			d.fail(mv.Key, path, "expected a field name, found %s", kindOf(mv.Key))
 			continue
 		}
 		p := join(path, key)
-		if key == "<<" {
-			d.fail(mv.Key, path, "merge keys (<<) are not supported; repeat the fields")
-			continue
+		if strings.HasPrefix(key, "x-") {
+			continue // extension keys hold anchors and notes; moat ignores them
 		}
 		if seen[key] {
 			d.fail(mv.Key, p, "duplicate field %q", key)

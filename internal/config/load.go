@@ -53,6 +53,9 @@ func Parse(file string, data []byte) (*Config, error) {
 	if len(all) > 0 {
 		e := &Error{Problems: all}
 		e.sort()
+		if n := len(e.Problems); n > maxProblems {
+			e.Problems = append(e.Problems[:maxProblems], Problem{File: file, Msg: fmt.Sprintf("%d more problems not shown", n-maxProblems)})
+		}
 		return nil, e
 	}
 	return c, nil
