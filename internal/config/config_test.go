@@ -182,6 +182,9 @@ func TestSchema(t *testing.T) {
 	if s["additionalProperties"] != false {
 		t.Error("schema must reject unknown top-level keys like the decoder does")
 	}
+	if pp, _ := s["patternProperties"].(map[string]any); pp["^x-"] == nil {
+		t.Error("schema must allow x- extension keys like the decoder does")
+	}
 }
 
 // FuzzParse feeds arbitrary bytes to the decoder: it must never panic or hang,

@@ -22,5 +22,32 @@ func JSONSchema() ([]byte, error) {
 	s := r.Reflect(&Config{})
 	s.ID = SchemaID
 	s.Title = "moat gateway configuration"
-	return json.MarshalIndent(s, "", "  ")
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	// The decoder ignores keys starting with x- in every mapping it reads
+	// into a struct; say so wherever the schema closes an object.
+	var doc any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, err
+	}
+	allowExtensions(doc)
+	return json.MarshalIndent(doc, "", "  ")
+}
+
+func allowExtensions(v any) {
+	switch x := v.(type) {
+	case map[string]any:
+		if x["additionalProperties"] == false {
+			x["patternProperties"] = map[string]any{"^x-": map[string]any{}}
+		}
+		for _, e := range x {
+			allowExtensions(e)
+		}
+	case []any:
+		for _, e := range x {
+			allowExtensions(e)
+		}
+	}
 }
