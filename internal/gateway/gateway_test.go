@@ -2,6 +2,9 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"io"
@@ -285,6 +288,43 @@ func TestInformationalResponsesDropped(t *testing.T) {
 			w.WriteHeader(tt.code)
 			if w.wroteHeader != tt.wrote || (rec.Code == tt.code) != tt.wrote {
 				t.Errorf("WriteHeader(%d): wrote %v (recorder %d), want %v", tt.code, w.wroteHeader, rec.Code, tt.wrote)
+			}
+		})
+	}
+}
+
+// TestExchangeCarriesClientCertificate pins that the verified client
+// certificate of a mutual-TLS connection, and only a verified one, reaches
+// later stages.
+func TestExchangeCarriesClientCertificate(t *testing.T) {
+	leaf := &x509.Certificate{Subject: pkix.Name{CommonName: "client-a"}}
+	tests := []struct {
+		desc  string
+		state *tls.ConnectionState
+		want  string // CN, "" for none
+	}{
+		{desc: "plain text", state: nil},
+		{desc: "TLS without a client certificate", state: &tls.ConnectionState{}},
+		{desc: "presented but not verified", state: &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}}},
+		{desc: "verified", state: &tls.ConnectionState{PeerCertificates: []*x509.Certificate{leaf}, VerifiedChains: [][]*x509.Certificate{{leaf}}}, want: "client-a"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.desc, func(t *testing.T) {
+			var got *Exchange
+			g := newTestGateway(t, stageFunc(func(_ context.Context, ex *Exchange) error { got = ex; return nil }),
+				handlerFunc(func(w http.ResponseWriter, r *http.Request, ex *Exchange) {}))
+			r := httptest.NewRequest("GET", "/items/1", nil)
+			r.TLS = tt.state
+			g.ServeHTTP(httptest.NewRecorder(), r)
+			cn := ""
+			if got.ClientCert != nil {
+				cn = got.ClientCert.Subject.CommonName
+			}
+			if cn != tt.want {
+				t.Errorf("ClientCert CN %q, want %q", cn, tt.want)
+			}
+			if (got.TLS != nil) != (tt.state != nil) {
+				t.Errorf("TLS state %v, want present %v", got.TLS, tt.state != nil)
 			}
 		})
 	}
