@@ -114,7 +114,7 @@ func validateCmd() *cobra.Command {
 			}
 			cfg, err := config.Load(path)
 			if err == nil {
-				g, berr := pipeline.Build(cfg, nil)
+				g, berr := pipeline.Build(cfg, nil, nil)
 				if berr == nil {
 					g.Close(0)
 				}

@@ -27,6 +27,7 @@ const (
 	DefaultPassiveMaxFailures    = 5
 	DefaultPassiveEjection       = Duration(30 * time.Second)
 	DefaultCORSMaxAge            = Duration(10 * time.Minute)
+	DefaultRedisBudget           = Duration(50 * time.Millisecond)
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -94,6 +95,38 @@ func applyDefaults(c *Config) {
 		c.Log.Access = ptr(true)
 	}
 	corsDefaults(c.CORS)
+	if r := c.State.Redis; r != nil {
+		setDur(&r.Budget, DefaultRedisBudget)
+		if r.ServerTime == nil {
+			r.ServerTime = ptr(true)
+		}
+	}
+	for _, l := range c.RateLimits {
+		if l == nil {
+			continue
+		}
+		if l.Burst == 0 {
+			l.Burst = l.Rate
+		}
+		if l.IPv6Prefix == 0 {
+			l.IPv6Prefix = 64
+		}
+		if l.Store == "" {
+			l.Store = "memory"
+			if c.State.Redis != nil {
+				l.Store = "redis"
+			}
+		}
+		if l.OnRedisError == "" {
+			l.OnRedisError = "fail_closed"
+		}
+		if l.LocalShare == 0 {
+			l.LocalShare = 1
+		}
+		if l.Headers == nil {
+			l.Headers = ptr(true)
+		}
+	}
 	for _, u := range c.Upstreams {
 		if u == nil {
 			continue

@@ -3,13 +3,15 @@ package config
 // Config is the whole gateway configuration, decoded from one YAML file.
 // Defaults are applied by Load (see defaults.go); a zero Config is not valid.
 type Config struct {
-	Server          Server               `yaml:"server" jsonschema:"description=Timeouts, limits and client handling shared by every listener."`
-	Listeners       []Listener           `yaml:"listeners" jsonschema:"description=Sockets the gateway accepts traffic on. At least one.,minItems=1"`
-	Log             Log                  `yaml:"log" jsonschema:"description=Process and access logging."`
-	SecurityHeaders SecurityHeaders      `yaml:"security_headers" jsonschema:"description=Response headers the gateway sets or removes on every response."`
-	CORS            *CORS                `yaml:"cors,omitempty" jsonschema:"description=Default CORS policy for every route; a route's own cors block replaces it."`
-	Upstreams       map[string]*Upstream `yaml:"upstreams" jsonschema:"description=Named backends that routes forward to."`
-	Routes          []*Route             `yaml:"routes" jsonschema:"description=Routes, matched by host, method and path template; the most specific wins.,minItems=1"`
+	Server          Server                `yaml:"server" jsonschema:"description=Timeouts, limits and client handling shared by every listener."`
+	Listeners       []Listener            `yaml:"listeners" jsonschema:"description=Sockets the gateway accepts traffic on. At least one.,minItems=1"`
+	Log             Log                   `yaml:"log" jsonschema:"description=Process and access logging."`
+	SecurityHeaders SecurityHeaders       `yaml:"security_headers" jsonschema:"description=Response headers the gateway sets or removes on every response."`
+	CORS            *CORS                 `yaml:"cors,omitempty" jsonschema:"description=Default CORS policy for every route; a route's own cors block replaces it."`
+	State           State                 `yaml:"state" jsonschema:"description=Where shared state (rate limits) lives: in memory, or in Redis for several instances."`
+	RateLimits      map[string]*RateLimit `yaml:"rate_limits" jsonschema:"description=Named rate limits that routes and upstreams apply."`
+	Upstreams       map[string]*Upstream  `yaml:"upstreams" jsonschema:"description=Named backends that routes forward to."`
+	Routes          []*Route              `yaml:"routes" jsonschema:"description=Routes, matched by host, method and path template; the most specific wins.,minItems=1"`
 
 	file string              // file the configuration came from
 	pos  map[string]position // field path -> position in file
@@ -109,6 +111,7 @@ type Upstream struct {
 	HealthCheck    *HealthCheck    `yaml:"health_check,omitempty" jsonschema:"description=Active health checks; unhealthy targets receive no traffic."`
 	Passive        PassiveHealth   `yaml:"passive" jsonschema:"description=Passive ejection of targets that fail consecutive requests."`
 	CircuitBreaker *CircuitBreaker `yaml:"circuit_breaker,omitempty" jsonschema:"description=Stop sending traffic to a failing upstream for a while (503 upstream_circuit_open)."`
+	RateLimits     []string        `yaml:"rate_limits" jsonschema:"description=Names of rate limits applied to every route that forwards to this upstream (a global limit protecting the backend)."`
 }
 
 // UpstreamTimeout bounds each phase of an upstream exchange.
@@ -155,16 +158,17 @@ type CircuitBreaker struct {
 // Route maps host + methods + path template to an upstream, with the
 // protections that apply to it.
 type Route struct {
-	Name     string   `yaml:"name" jsonschema:"description=Unique name used in logs, metrics and audit. Default: METHODS path."`
-	Host     string   `yaml:"host" jsonschema:"description=Host to match: exact (api.example.com), wildcard (*.example.com) or empty for any."`
-	Path     string   `yaml:"path" jsonschema:"description=Path template: /books, /books/{id}, /files/{path...} (catch-all, last segment only)."`
-	Methods  []string `yaml:"methods" jsonschema:"description=Methods served; others get 405 with Allow. GET also serves HEAD. TRACE and CONNECT are refused.,minItems=1"`
-	Upstream string   `yaml:"upstream" jsonschema:"description=Name of the upstream requests are forwarded to."`
-	Rewrite  Rewrite  `yaml:"rewrite" jsonschema:"description=Change the path sent upstream."`
-	Public   bool     `yaml:"public" jsonschema:"description=Explicitly allow unauthenticated access. Zero trust: every route must declare its authentication, and until authenticators exist public: true is the only form."`
-	MaxBody  *Size    `yaml:"max_body,omitempty" jsonschema:"description=Request body cap for this route; larger bodies get 413, checked while streaming. Default: server.max_body."`
-	Timeout  Duration `yaml:"timeout" jsonschema:"description=Overall upstream timeout for this route, replacing the upstream's."`
-	CORS     *CORS    `yaml:"cors,omitempty" jsonschema:"description=CORS policy for this route, replacing the top-level one."`
+	Name       string   `yaml:"name" jsonschema:"description=Unique name used in logs, metrics and audit. Default: METHODS path."`
+	Host       string   `yaml:"host" jsonschema:"description=Host to match: exact (api.example.com), wildcard (*.example.com) or empty for any."`
+	Path       string   `yaml:"path" jsonschema:"description=Path template: /books, /books/{id}, /files/{path...} (catch-all, last segment only)."`
+	Methods    []string `yaml:"methods" jsonschema:"description=Methods served; others get 405 with Allow. GET also serves HEAD. TRACE and CONNECT are refused.,minItems=1"`
+	Upstream   string   `yaml:"upstream" jsonschema:"description=Name of the upstream requests are forwarded to."`
+	Rewrite    Rewrite  `yaml:"rewrite" jsonschema:"description=Change the path sent upstream."`
+	Public     bool     `yaml:"public" jsonschema:"description=Explicitly allow unauthenticated access. Zero trust: every route must declare its authentication, and until authenticators exist public: true is the only form."`
+	MaxBody    *Size    `yaml:"max_body,omitempty" jsonschema:"description=Request body cap for this route; larger bodies get 413, checked while streaming. Default: server.max_body."`
+	Timeout    Duration `yaml:"timeout" jsonschema:"description=Overall upstream timeout for this route, replacing the upstream's."`
+	CORS       *CORS    `yaml:"cors,omitempty" jsonschema:"description=CORS policy for this route, replacing the top-level one."`
+	RateLimits []string `yaml:"rate_limits" jsonschema:"description=Names of rate limits applied to this route, besides those of its upstream."`
 
 	// Line is the line of the route in the configuration file, for messages.
 	Line int `yaml:"-"`
@@ -174,4 +178,35 @@ type Route struct {
 type Rewrite struct {
 	StripPrefix string `yaml:"strip_prefix" jsonschema:"description=Prefix removed from the path before forwarding."`
 	AddPrefix   string `yaml:"add_prefix" jsonschema:"description=Prefix added to the path (after strip_prefix) before forwarding."`
+}
+
+// State says where shared state lives.
+type State struct {
+	Redis *Redis `yaml:"redis,omitempty" jsonschema:"description=Keep rate limits in Redis, shared by every instance. Without it, state is in memory."`
+}
+
+// Redis is a connection to Redis: standalone, Sentinel or Cluster.
+type Redis struct {
+	Addresses  []string `yaml:"addresses" jsonschema:"description=host:port of the server; several for Cluster or Sentinel.,minItems=1"`
+	MasterName string   `yaml:"master_name" jsonschema:"description=Sentinel: name of the master set. Empty for standalone or Cluster."`
+	Username   string   `yaml:"username" jsonschema:"description=ACL user name."`
+	Password   Secret   `yaml:"password" jsonschema:"description=Password; write env:NAME to read it from an environment variable. Never logged."`
+	DB         int      `yaml:"db" jsonschema:"description=Database number (standalone and Sentinel).,minimum=0"`
+	TLS        bool     `yaml:"tls" jsonschema:"description=Connect with TLS (system roots, or ca_file)."`
+	CAFile     string   `yaml:"ca_file" jsonschema:"description=PEM CA bundle for TLS to Redis."`
+	Budget     Duration `yaml:"budget" jsonschema:"description=Longest a request waits for Redis before the limit's on_redis_error policy applies. Default 50ms."`
+	ServerTime *bool    `yaml:"server_time" jsonschema:"description=Use the Redis server's clock for limits, so instances with skewed clocks agree. Default true."`
+}
+
+// RateLimit is a named GCRA limit.
+type RateLimit struct {
+	Rate         int64    `yaml:"rate" jsonschema:"description=Requests allowed per period, sustained.,minimum=1"`
+	Per          Duration `yaml:"per" jsonschema:"description=The period of rate, such as 1s or 1m."`
+	Burst        int64    `yaml:"burst" jsonschema:"description=Requests admitted at once. Default: rate.,minimum=1"`
+	Key          string   `yaml:"key" jsonschema:"description=What is limited: client_ip, route, upstream, global, or header:NAME."`
+	IPv6Prefix   int      `yaml:"ipv6_prefix" jsonschema:"description=With key client_ip: IPv6 clients are counted per prefix of this length (one subscriber usually holds a /64). Default 64.,minimum=1,maximum=128"`
+	Store        string   `yaml:"store" jsonschema:"description=memory (this instance) or redis (shared). Default: redis when state.redis is set.,enum=memory,enum=redis"`
+	OnRedisError string   `yaml:"on_redis_error" jsonschema:"description=When Redis cannot answer within its budget: fail_closed (503 limiter_unavailable), fail_open (admit), or local (limit in memory with local_share of the limit). Default fail_closed.,enum=fail_closed,enum=fail_open,enum=local"`
+	LocalShare   float64  `yaml:"local_share" jsonschema:"description=With on_redis_error: local, the share of the limit one instance applies alone. Default 1.,exclusiveMinimum=0,maximum=1"`
+	Headers      *bool    `yaml:"headers" jsonschema:"description=Send RateLimit-Policy and RateLimit headers on allowed responses too (they are always sent with 429). Default true."`
 }

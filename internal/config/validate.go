@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/moat-gateway/moat/internal/cors/origin"
 	"github.com/moat-gateway/moat/internal/httpsyntax"
@@ -20,10 +21,116 @@ func validate(c *Config, p *problems) {
 	validateLog(&c.Log, p)
 	validateHeaders(&c.SecurityHeaders, p)
 	validateCORS(c.CORS, "cors", p)
+	validateState(&c.State, p)
+	for name, l := range c.RateLimits {
+		validateRateLimit(c, name, l, p)
+	}
 	for name, u := range c.Upstreams {
 		validateUpstream(name, u, p)
+		if u != nil {
+			validateLimitRefs(c, "upstreams."+name+".rate_limits", u.RateLimits, p)
+		}
 	}
 	validateRoutes(c, p)
+	for i, r := range c.Routes {
+		if r != nil {
+			validateLimitRefs(c, fmt.Sprintf("routes[%d].rate_limits", i), r.RateLimits, p)
+		}
+	}
+}
+
+func validateState(s *State, p *problems) {
+	r := s.Redis
+	if r == nil {
+		return
+	}
+	if len(r.Addresses) == 0 {
+		p.add("state.redis.addresses", "at least one host:port is required")
+	}
+	for i, a := range r.Addresses {
+		if _, port, err := net.SplitHostPort(a); err != nil || port == "" {
+			p.add(fmt.Sprintf("state.redis.addresses[%d]", i), "%q is not host:port", a)
+		}
+	}
+	if r.DB < 0 {
+		p.add("state.redis.db", "must not be negative")
+	}
+	if r.CAFile != "" {
+		if !r.TLS {
+			p.add("state.redis.ca_file", "set tls: true to use a CA file")
+		}
+		checkFile(p, "state.redis.ca_file", r.CAFile)
+	}
+	if r.Budget <= 0 {
+		p.add("state.redis.budget", "must be greater than zero")
+	}
+}
+
+func validateRateLimit(c *Config, name string, l *RateLimit, p *problems) {
+	path := "rate_limits." + name
+	if l == nil {
+		p.add(path, "empty rate limit: rate and per are required")
+		return
+	}
+	if l.Rate < 1 {
+		p.add(path+".rate", "must be at least 1")
+	}
+	if l.Per < Duration(time.Millisecond) {
+		p.add(path+".per", "required, at least 1ms (such as 1s or 1m)")
+	} else if l.Rate >= 1 && l.Per.D()/time.Duration(l.Rate) < 1 {
+		p.add(path+".rate", "%d per %s is finer than the clock (1ns per request)", l.Rate, l.Per.D())
+	}
+	if l.Burst < 1 {
+		p.add(path+".burst", "must be at least 1")
+	} else if l.Rate >= 1 && l.Per > 0 && l.Burst > int64((50*365*24*time.Hour)/(l.Per.D()/time.Duration(max(l.Rate, 1)))) {
+		p.add(path+".burst", "%d at this rate spans more than 50 years", l.Burst)
+	}
+	switch {
+	case l.Key == "client_ip", l.Key == "route", l.Key == "upstream", l.Key == "global":
+	case strings.HasPrefix(l.Key, "header:") && httpsyntax.IsToken(strings.TrimPrefix(l.Key, "header:")):
+	case l.Key == "":
+		p.add(path+".key", "required: client_ip, route, upstream, global or header:NAME")
+	default:
+		p.add(path+".key", "%q is not client_ip, route, upstream, global or header:NAME", l.Key)
+	}
+	if l.IPv6Prefix < 1 || l.IPv6Prefix > 128 {
+		p.add(path+".ipv6_prefix", "must be between 1 and 128")
+	}
+	switch l.Store {
+	case "memory":
+	case "redis":
+		if c.State.Redis == nil {
+			p.add(path+".store", "redis needs state.redis")
+		}
+	default:
+		p.add(path+".store", "must be memory or redis")
+	}
+	switch l.OnRedisError {
+	case "fail_closed", "fail_open", "local":
+	default:
+		p.add(path+".on_redis_error", "must be fail_closed, fail_open or local")
+	}
+	if l.LocalShare <= 0 || l.LocalShare > 1 {
+		p.add(path+".local_share", "must be in (0, 1]")
+	}
+}
+
+func validateLimitRefs(c *Config, path string, names []string, p *problems) {
+	seen := map[string]bool{}
+	for i, n := range names {
+		ip := fmt.Sprintf("%s[%d]", path, i)
+		if _, ok := c.RateLimits[n]; !ok {
+			msg := fmt.Sprintf("unknown rate limit %q", n)
+			if s := closest(n, keys(c.RateLimits)); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			p.add(ip, "%s", msg)
+		}
+		if seen[n] {
+			p.add(ip, "rate limit %q listed twice", n)
+		}
+		seen[n] = true
+	}
 }
 
 func validateServer(s *Server, p *problems) {

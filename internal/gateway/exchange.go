@@ -31,10 +31,11 @@ type Exchange struct {
 
 	Start           time.Time
 	UpstreamLatency time.Duration
-	Status          int    // status written to the client
-	ReasonID        string // set when the exchange was denied
-	Detail          string // internal detail of a denial or failure, for logs and audit
-	Target          string // upstream target the request was sent to, if any
+	Status          int          // status written to the client
+	ReasonID        string       // set when the exchange was denied
+	Detail          string       // internal detail of a denial or failure, for logs and audit
+	Target          string       // upstream target the request was sent to, if any
+	Limits          []LimitState // rate limits checked, in route order
 
 	bodyOverflow atomic.Bool // set by the body reader, which may run on the transport's goroutine
 	gw           *Gateway
@@ -86,4 +87,17 @@ func WithListener(ctx context.Context, l *Listener) context.Context {
 func ListenerFrom(ctx context.Context) *Listener {
 	l, _ := ctx.Value(listenerKey{}).(*Listener)
 	return l
+}
+
+// LimitState is the state of one rate limit after the exchange was checked
+// against it; the rate-limit stage records it for response headers, logs
+// and audit.
+type LimitState struct {
+	Name      string
+	Quota     int64         // requests per Window (the limit's sustained rate)
+	Window    time.Duration // the limit's period
+	Remaining int64         // requests still admitted right now
+	Reset     time.Duration // until the limit is back to its full burst
+	Allowed   bool
+	Headers   bool // announce it in RateLimit headers on allowed responses
 }

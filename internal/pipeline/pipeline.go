@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"sort"
+	"strings"
 
 	"github.com/moat-gateway/moat/internal/clientip"
 	"github.com/moat-gateway/moat/internal/config"
@@ -17,6 +19,7 @@ import (
 	"github.com/moat-gateway/moat/internal/exposure"
 	"github.com/moat-gateway/moat/internal/gateway"
 	"github.com/moat-gateway/moat/internal/proxy"
+	"github.com/moat-gateway/moat/internal/ratelimit"
 	"github.com/moat-gateway/moat/internal/router"
 )
 
@@ -24,9 +27,16 @@ import (
 // opened until Gateway.Start, so moat validate and a failed reload leave no
 // trace. Problems are returned as *config.Error with the position of the
 // field at fault; a nil log discards logs.
-func Build(cfg *config.Config, log *slog.Logger) (*gateway.Gateway, error) {
+//
+// Counters live in state, which outlives the Gateway; a nil state gets a
+// fresh one (moat validate).
+func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if state == nil {
+		state = NewState(log)
+		defer state.Close()
 	}
 	probs := cfg.Problems()
 	var starters, closers []func()
@@ -99,9 +109,20 @@ func Build(cfg *config.Config, log *slog.Logger) (*gateway.Gateway, error) {
 			route.Request = append(route.Request, c)
 		}
 
+		limits, err := rateLimitStage(cfg, state, rc)
+		if err != nil {
+			probs.Add(path+".rate_limits", err)
+		}
+		if limits != nil {
+			route.Request = append(route.Request, limits)
+		}
+
 		// Response stages run in order on upstream and local responses:
 		// request ID, header hardening, then CORS (which sees the final headers).
 		route.Response = append(route.Response, global...)
+		if limits != nil {
+			route.Response = append(route.Response, limits)
+		}
 		if c != nil {
 			route.Response = append(route.Response, c)
 		}
@@ -132,4 +153,61 @@ func Build(cfg *config.Config, log *slog.Logger) (*gateway.Gateway, error) {
 		Starters:        starters,
 		Closers:         closers,
 	}), nil
+}
+
+// rateLimitStage compiles the limits of a route: its upstream's, then its
+// own.
+func rateLimitStage(cfg *config.Config, state *State, rc *config.Route) (*ratelimit.Stage, error) {
+	var names []string
+	if u := cfg.Upstreams[rc.Upstream]; u != nil {
+		names = append(names, u.RateLimits...)
+	}
+	names = append(names, rc.RateLimits...)
+	var rules []ratelimit.Rule
+	for _, name := range names {
+		lc := cfg.RateLimits[name]
+		if lc == nil {
+			continue
+		}
+		rule := ratelimit.Rule{
+			Name:       name,
+			Limit:      ratelimit.Limit{Rate: lc.Rate, Period: lc.Per.D(), Burst: lc.Burst},
+			IPv6Prefix: lc.IPv6Prefix,
+			Upstream:   rc.Upstream,
+			LocalShare: lc.LocalShare,
+			Headers:    *lc.Headers,
+		}
+		switch lc.OnRedisError {
+		case "fail_open":
+			rule.Policy = ratelimit.FailOpen
+		case "local":
+			rule.Policy = ratelimit.Local
+		default:
+			rule.Policy = ratelimit.FailClosed
+		}
+		switch {
+		case lc.Key == "client_ip":
+			rule.Key = ratelimit.KeyClientIP
+		case lc.Key == "route":
+			rule.Key = ratelimit.KeyRoute
+		case lc.Key == "upstream":
+			rule.Key = ratelimit.KeyUpstream
+		case lc.Key == "global":
+			rule.Key = ratelimit.KeyGlobal
+		default:
+			rule.Key = ratelimit.KeyHeader
+			rule.Header = http.CanonicalHeaderKey(strings.TrimPrefix(lc.Key, "header:"))
+		}
+		if lc.Store == "redis" && cfg.State.Redis != nil {
+			st, err := state.shared(cfg.State.Redis)
+			if err != nil {
+				return nil, err
+			}
+			rule.Store = st
+		} else {
+			rule.Store = state.Memory()
+		}
+		rules = append(rules, rule)
+	}
+	return ratelimit.NewStage(rules)
 }

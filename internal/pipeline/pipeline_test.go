@@ -46,7 +46,7 @@ func TestBuildProblems(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Parse: %v", err)
 			}
-			gw, err := Build(cfg, nil)
+			gw, err := Build(cfg, nil, nil)
 			if len(tt.want) == 0 {
 				if err != nil {
 					t.Fatalf("Build: %v", err)

@@ -50,6 +50,9 @@ func TestDecideCost(t *testing.T) {
 	if res, _ := decide(0, 0, l, 6); res.Allowed {
 		t.Fatal("admitted a cost larger than the burst")
 	}
+	if res, next := decide(0, 0, l, 1<<62); res.Allowed || next != 0 {
+		t.Fatal("a huge cost overflowed into an admission")
+	}
 }
 
 func TestLimitValidate(t *testing.T) {
@@ -63,6 +66,7 @@ func TestLimitValidate(t *testing.T) {
 		{desc: "zero burst", l: Limit{Rate: 1, Period: time.Second}},
 		{desc: "tiny period", l: Limit{Rate: 1, Period: time.Microsecond, Burst: 1}},
 		{desc: "too fine", l: Limit{Rate: 2_000_000_000, Period: time.Second, Burst: 1}},
+		{desc: "burst spanning centuries", l: Limit{Rate: 1, Period: 24 * time.Hour, Burst: 1_000_000}},
 	}
 	for _, tt := range tests {
 		if err := tt.l.Validate(); (err == nil) != tt.ok {

@@ -38,9 +38,18 @@ func (l Limit) Validate() error {
 		return errors.New("burst must be at least 1")
 	case l.Period/time.Duration(l.Rate) < 1:
 		return fmt.Errorf("rate %d per %s is finer than 1ns per request", l.Rate, l.Period)
+	case l.Burst > maxSpan/int64(l.Emission()):
+		return fmt.Errorf("burst %d at %d per %s spans more than 50 years", l.Burst, l.Rate, l.Period)
 	}
 	return nil
 }
+
+// maxSpan bounds how far ahead of now a TAT may run, so that the int64
+// nanosecond arithmetic of decide cannot overflow: Validate refuses a limit
+// whose full burst takes longer to refill, and decide refuses a cost above
+// the burst without computing it. Fifty years is far beyond any sensible
+// limit, and now + 2*maxSpan stays within int64 until about the year 2160.
+const maxSpan = int64(50 * 365 * 24 * time.Hour)
 
 // Emission returns T, the time one request uses up at the sustained rate.
 func (l Limit) Emission() time.Duration { return l.Period / time.Duration(l.Rate) }
@@ -120,6 +129,11 @@ func decide(tat, now int64, l Limit, cost int64) (Result, int64) {
 	if tat < now {
 		tat = now
 	}
+	if cost > maxSpan/t {
+		// Never admissible (Validate keeps Burst*t within maxSpan), and
+		// cost*t would overflow: refuse without computing it.
+		return Result{Remaining: remaining(tat, now, t, tau), RetryAfter: time.Duration(maxSpan), ResetAfter: time.Duration(tat - now)}, tat
+	}
 	newTAT := tat + cost*t
 	allowAt := newTAT - t - tau // the earliest instant this request fits
 	if now < allowAt {
@@ -144,4 +158,28 @@ func remaining(tat, now, t, tau int64) int64 {
 		return 0
 	}
 	return room / t
+}
+
+// checkSpan reports whether c can be decided without overflow: its Limit is
+// valid (which bounds the full refill by maxSpan) and its cost does not span
+// more than maxSpan either. Stores refuse such checks with an error.
+func checkSpan(c Check) error {
+	if err := c.Limit.Validate(); err != nil {
+		return err
+	}
+	if c.Cost > maxSpan/int64(c.Limit.Emission()) {
+		return fmt.Errorf("cost %d takes more than 50 years to refill", c.Cost)
+	}
+	return nil
+}
+
+// uncharged is the Result of a check that would have admitted a request that
+// another check refused: its state without the charge.
+func uncharged(tat, now int64, l Limit) Result {
+	tat = max(tat, now)
+	return Result{
+		Allowed:    true,
+		Remaining:  remaining(tat, now, int64(l.Emission()), int64(l.Tolerance())),
+		ResetAfter: time.Duration(tat - now),
+	}
 }

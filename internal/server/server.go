@@ -56,7 +56,8 @@ type Server struct {
 	path     string
 	opts     Options
 	log      *slog.Logger
-	closeLog func() error // flushes buffered log lines
+	closeLog func() error    // flushes buffered log lines
+	state    *pipeline.State // rate-limit counters and connections, kept across reloads
 	lvl      *slog.LevelVar
 
 	current atomic.Pointer[gateway.Gateway]
@@ -78,8 +79,10 @@ func New(path string, opts Options) (*Server, error) {
 		s.log, s.closeLog = telemetry.NewLogger(os.Stderr, cfg.Log.Format, s.lvl, cfg.Log.Sync)
 	}
 	telemetry.SetLevel(s.lvl, cfg.Log.Level)
-	gw, err := pipeline.Build(cfg, s.log)
+	s.state = pipeline.NewState(s.log)
+	gw, err := pipeline.Build(cfg, s.log, s.state)
 	if err != nil {
+		s.state.Close()
 		s.closeLog()
 		return nil, err
 	}
@@ -102,6 +105,7 @@ func Run(ctx context.Context, path string, opts Options) error {
 // SIGHUP (unless Options.NoSignals) and changes to the file reload it.
 func (s *Server) Run(ctx context.Context) error {
 	defer s.closeLog()
+	defer s.state.Close()
 	s.current.Load().Start()
 	return s.serve(ctx, s.cfg)
 }
@@ -370,7 +374,7 @@ func (s *Server) reload() error {
 	if a, b := restartKey(s.cfg), restartKey(cfg); a != b {
 		return errors.New("listeners, server timeouts, header limits, log format or log sync changed: these need a restart; nothing was applied")
 	}
-	gw, err := pipeline.Build(cfg, s.log)
+	gw, err := pipeline.Build(cfg, s.log, s.state)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,121 @@
+package pipeline
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/moat-gateway/moat/internal/config"
+	"github.com/moat-gateway/moat/internal/ratelimit"
+)
+
+// State is what outlives one configuration: rate-limit counters and Redis
+// connections. The server creates one State and hands it to every Build, so a
+// reload keeps every counter. A State is safe for concurrent use; Close
+// releases it when the process stops.
+type State struct {
+	log *slog.Logger
+
+	mu     sync.Mutex
+	memory *ratelimit.Memory
+	redis  map[string]*sharedStore // by connection settings
+}
+
+type sharedStore struct {
+	client redis.UniversalClient
+	store  *ratelimit.Guarded
+}
+
+// NewState returns an empty State; stores are created when a configuration
+// first needs them.
+func NewState(log *slog.Logger) *State {
+	return &State{log: log, redis: map[string]*sharedStore{}}
+}
+
+// Memory returns the process's in-memory limiter store.
+func (s *State) Memory() *ratelimit.Memory {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.memory == nil {
+		s.memory = ratelimit.NewMemory(ratelimit.MemoryOptions{})
+	}
+	return s.memory
+}
+
+// shared returns the Redis-backed store for cfg, creating the client on first
+// use. go-redis connects lazily, so this opens no socket: moat validate and
+// a failed reload contact no server.
+func (s *State) shared(cfg *config.Redis) (ratelimit.Store, error) {
+	id, _ := json.Marshal(struct {
+		A          []string
+		M, U, P, C string
+		D          int
+		T, ST      bool
+		B          config.Duration
+	}{cfg.Addresses, cfg.MasterName, cfg.Username, cfg.Password.Value(), cfg.CAFile, cfg.DB, cfg.TLS, *cfg.ServerTime, cfg.Budget})
+	key := string(id)
+	local := s.Memory()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.redis[key]; ok {
+		return st.store, nil
+	}
+	opts := &redis.UniversalOptions{
+		Addrs:      cfg.Addresses,
+		MasterName: cfg.MasterName,
+		Username:   cfg.Username,
+		Password:   cfg.Password.Value(),
+		DB:         cfg.DB,
+		// The request budget bounds each call; these bound the connection.
+		DialTimeout:  cfg.Budget.D() * 4,
+		ReadTimeout:  cfg.Budget.D() * 2,
+		WriteTimeout: cfg.Budget.D() * 2,
+		PoolTimeout:  cfg.Budget.D(),
+		MaxRetries:   -1, // a retry would break the budget; the guard's policy decides
+		// Calls the guard stopped waiting for end at the budget too,
+		// instead of holding a pooled connection until ReadTimeout.
+		ContextTimeoutEnabled: true,
+	}
+	if cfg.TLS {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		if cfg.CAFile != "" {
+			pem, err := os.ReadFile(cfg.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("reading redis ca_file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("redis ca_file %s holds no PEM certificate", cfg.CAFile)
+			}
+			tc.RootCAs = pool
+		}
+		opts.TLSConfig = tc
+	}
+	client := redis.NewUniversalClient(opts)
+	remote := ratelimit.NewRedis(client, ratelimit.RedisOptions{ServerTime: *cfg.ServerTime})
+	st := &sharedStore{client: client, store: ratelimit.NewGuarded(remote, local, ratelimit.GuardOptions{
+		Budget: cfg.Budget.D(),
+		Log:    s.log.With("component", "ratelimit"),
+	})}
+	s.redis[key] = st
+	return st.store, nil
+}
+
+// Close stops the memory store's janitor and closes Redis connections.
+func (s *State) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.memory != nil {
+		s.memory.Close()
+	}
+	for _, st := range s.redis {
+		st.client.Close()
+	}
+	s.redis = map[string]*sharedStore{}
+}

@@ -1,0 +1,239 @@
+package ratelimit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/moat-gateway/moat/internal/gateway"
+)
+
+// Reasons the rate-limit stage refuses requests with.
+const (
+	ReasonRateLimited        = "rate_limited"
+	ReasonLimiterUnavailable = "limiter_unavailable"
+)
+
+// KeyKind says what a rule counts requests by.
+type KeyKind uint8
+
+// The key kinds; see config.RateLimit.Key.
+const (
+	KeyClientIP KeyKind = iota
+	KeyRoute
+	KeyUpstream
+	KeyGlobal
+	KeyHeader
+)
+
+// Rule is one configured limit as a route applies it. Build rules at
+// configuration load with NewStage.
+type Rule struct {
+	Name       string
+	Limit      Limit
+	Key        KeyKind
+	Header     string // KeyHeader: canonical header name
+	IPv6Prefix int    // KeyClientIP: IPv6 clients are counted per prefix of this length
+	Upstream   string // KeyUpstream: the route's upstream name
+	Policy     Policy
+	LocalShare float64
+	Headers    bool  // announce on allowed responses
+	Store      Store // where the rule's counters live
+}
+
+// maxKeyValue bounds the part of a key taken from the request: longer header
+// values are hashed, so a client cannot make keys arbitrarily large.
+const maxKeyValue = 64
+
+// Stage applies a route's rate limits. It is a request stage (deciding) and a
+// response stage (announcing the limits in RateLimit headers). A Stage is
+// immutable and safe for concurrent use.
+type Stage struct {
+	groups  []group // rules by store, memory before shared stores
+	headers bool    // some rule announces itself on allowed responses
+}
+
+type group struct {
+	store Store
+	rules []*Rule
+}
+
+// NewStage returns the stage for rules, or nil when there are none. Rules on
+// different stores are checked store by store, local stores first; a request
+// refused by a later store keeps the charge on an earlier one (a refusal by a
+// store charges nothing in that store).
+func NewStage(rules []Rule) (*Stage, error) {
+	if len(rules) == 0 {
+		return nil, nil
+	}
+	s := &Stage{}
+	var errs []error
+	for i := range rules {
+		r := &rules[i]
+		if err := r.Limit.Validate(); err != nil {
+			errs = append(errs, errors.New(r.Name+": "+err.Error()))
+			continue
+		}
+		if r.Store == nil {
+			errs = append(errs, errors.New(r.Name+": no store"))
+			continue
+		}
+		s.headers = s.headers || r.Headers
+		placed := false
+		for gi := range s.groups {
+			if s.groups[gi].store == r.Store {
+				s.groups[gi].rules = append(s.groups[gi].rules, r)
+				placed = true
+			}
+		}
+		if !placed {
+			g := group{store: r.Store, rules: []*Rule{r}}
+			if _, local := r.Store.(*Memory); local {
+				s.groups = append([]group{g}, s.groups...)
+			} else {
+				s.groups = append(s.groups, g)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ProcessRequest checks every limit of the route and records their state on
+// the exchange. It refuses with 429 rate_limited (Retry-After and RateLimit
+// headers), or 503 limiter_unavailable when a fail_closed limit's shared
+// store cannot decide.
+func (s *Stage) ProcessRequest(ctx context.Context, ex *gateway.Exchange) error {
+	now := time.Now()
+	var checksBuf [4]Check
+	var resultsBuf [4]Result
+	for _, g := range s.groups {
+		checks, results := checksBuf[:0], resultsBuf[:0]
+		for _, r := range g.rules {
+			checks = append(checks, Check{Key: r.key(ex), Limit: r.Limit, OnUnavailable: r.Policy, LocalShare: r.LocalShare})
+			results = append(results, Result{})
+		}
+		allowed, err := g.store.Allow(ctx, now, checks, results)
+		for i, r := range g.rules {
+			res := results[i]
+			ex.Limits = append(ex.Limits, gateway.LimitState{Name: r.Name, Quota: r.Limit.Rate, Window: r.Limit.Period,
+				Remaining: res.Remaining, Reset: res.ResetAfter, Allowed: res.Allowed, Headers: r.Headers})
+		}
+		if err != nil {
+			rej := &gateway.Reject{Status: http.StatusServiceUnavailable, ReasonID: ReasonLimiterUnavailable, Err: err,
+				Header: http.Header{"Retry-After": {"1"}}}
+			if !errors.Is(err, ErrUnavailable) {
+				rej.Detail = "limiter failed"
+			}
+			return rej
+		}
+		if !allowed {
+			var retry time.Duration
+			var names []string
+			for i, r := range g.rules {
+				if !results[i].Allowed {
+					retry = max(retry, results[i].RetryAfter)
+					names = append(names, r.Name)
+				}
+			}
+			h := http.Header{"Retry-After": {strconv.FormatInt(ceilSeconds(retry), 10)}}
+			setHeaders(h, ex.Limits, true)
+			return &gateway.Reject{Status: http.StatusTooManyRequests, ReasonID: ReasonRateLimited, Header: h,
+				Detail: "over " + strings.Join(names, ", ")}
+		}
+	}
+	return nil
+}
+
+// ProcessResponse announces the limits on allowed responses (RateLimit and
+// RateLimit-Policy, draft-ietf-httpapi-ratelimit-headers). Refusals carry
+// them already.
+func (s *Stage) ProcessResponse(_ context.Context, ex *gateway.Exchange, res *http.Response) error {
+	if s.headers && res.StatusCode != http.StatusTooManyRequests && len(ex.Limits) > 0 {
+		setHeaders(res.Header, ex.Limits, false)
+	}
+	return nil
+}
+
+// setHeaders writes RateLimit-Policy ("name";q=quota;w=window) and RateLimit
+// ("name";r=remaining;t=reset) for the limits, all of them or only those
+// marked for announcement.
+func setHeaders(h http.Header, limits []gateway.LimitState, all bool) {
+	var policy, state []string
+	for _, l := range limits {
+		if !all && !l.Headers {
+			continue
+		}
+		name := strconv.Quote(l.Name)
+		policy = append(policy, name+";q="+strconv.FormatInt(l.Quota, 10)+";w="+strconv.FormatInt(ceilSeconds(l.Window), 10))
+		state = append(state, name+";r="+strconv.FormatInt(l.Remaining, 10)+";t="+strconv.FormatInt(ceilSeconds(l.Reset), 10))
+	}
+	if len(policy) > 0 {
+		h.Set("RateLimit-Policy", strings.Join(policy, ", "))
+		h.Set("RateLimit", strings.Join(state, ", "))
+	}
+}
+
+// ceilSeconds rounds d up to whole seconds, at least 1 for a positive d.
+func ceilSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+// key returns the counter key of ex under r: the rule name, then what it
+// counts by.
+func (r *Rule) key(ex *gateway.Exchange) string {
+	var v string
+	switch r.Key {
+	case KeyClientIP:
+		v = clientKey(ex.ClientIP, r.IPv6Prefix)
+	case KeyRoute:
+		if ex.Route != nil {
+			v = ex.Route.Name
+		}
+	case KeyUpstream:
+		v = r.Upstream
+	case KeyGlobal:
+		v = "*"
+	case KeyHeader:
+		if ex.Request != nil {
+			v = ex.Request.Header.Get(r.Header)
+		}
+		if v == "" {
+			v = "-" // requests without the header share one counter: omitting it is no way around the limit
+		}
+	}
+	if len(v) > maxKeyValue {
+		sum := sha256.Sum256([]byte(v))
+		v = "#" + hex.EncodeToString(sum[:16])
+	}
+	return r.Name + ":" + v
+}
+
+// clientKey is the client address, IPv6 addresses cut to their prefix.
+func clientKey(a netip.Addr, v6prefix int) string {
+	if !a.IsValid() {
+		return "-"
+	}
+	if a.Is6() && !a.Is4In6() && v6prefix < 128 {
+		if p, err := a.Prefix(v6prefix); err == nil {
+			return p.String()
+		}
+	}
+	return a.Unmap().String()
+}
+
+var (
+	_ gateway.RequestStage  = (*Stage)(nil)
+	_ gateway.ResponseStage = (*Stage)(nil)
+)
