@@ -100,8 +100,9 @@ func (s *State) shared(cfg *config.Redis) (ratelimit.Store, error) {
 	client := redis.NewUniversalClient(opts)
 	remote := ratelimit.NewRedis(client, ratelimit.RedisOptions{ServerTime: *cfg.ServerTime})
 	st := &sharedStore{client: client, store: ratelimit.NewGuarded(remote, local, ratelimit.GuardOptions{
-		Budget: cfg.Budget.D(),
-		Log:    s.log.With("component", "ratelimit"),
+		Budget:      cfg.Budget.D(),
+		Log:         s.log.With("component", "ratelimit"),
+		Synchronous: true, // the client honours the budget's deadline (ContextTimeoutEnabled)
 	})}
 	s.redis[key] = st
 	return st.store, nil

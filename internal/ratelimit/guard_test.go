@@ -578,11 +578,21 @@ func TestGuardRedisHangs(t *testing.T) {
 			c.Close()
 		}
 	})
-	client := redis.NewClient(&redis.Options{Addr: l.Addr().String()})
+	for _, sync := range []bool{false, true} {
+		t.Run(fmt.Sprintf("synchronous=%v", sync), func(t *testing.T) {
+			guardAgainstHangingRedis(t, l.Addr().String(), sync)
+		})
+	}
+}
+
+// guardAgainstHangingRedis runs 20 requests against a server that never
+// answers. In synchronous mode the client must honour context deadlines.
+func guardAgainstHangingRedis(t *testing.T, addr string, sync bool) {
+	client := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: sync, MaxRetries: -1})
 	t.Cleanup(func() { client.Close() })
 	budget := 50 * time.Millisecond
 	g := NewGuarded(NewRedis(client, RedisOptions{ServerTime: true, Prefix: testPrefix()}), newGCRAModel(),
-		GuardOptions{Budget: budget, OpenFor: time.Hour, Log: guardTestLog})
+		GuardOptions{Budget: budget, OpenFor: time.Hour, Log: guardTestLog, Synchronous: sync})
 
 	var slowest time.Duration
 	for i := range 20 {

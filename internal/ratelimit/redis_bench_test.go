@@ -72,10 +72,16 @@ func BenchmarkRedisAllow(b *testing.B) {
 func BenchmarkGuardedRedisAllow(b *testing.B) {
 	client, prefix := testRedis(b)
 	ctx := context.Background()
-	g := NewGuarded(NewRedis(client, RedisOptions{Prefix: prefix}), newGCRAModel(), GuardOptions{Budget: time.Second})
+	for _, sync := range []bool{false, true} {
+		g := NewGuarded(NewRedis(client, RedisOptions{Prefix: prefix}), newGCRAModel(), GuardOptions{Budget: time.Second, Synchronous: sync})
+		benchGuarded(b, ctx, g, fmt.Sprintf("sync=%v/", sync))
+	}
+}
+
+func benchGuarded(b *testing.B, ctx context.Context, g *Guarded, name string) {
 	for _, n := range []int{1, 3} {
 		checks := benchChecks(n)
-		b.Run(fmt.Sprintf("checks=%d/serial", n), func(b *testing.B) {
+		b.Run(fmt.Sprintf("%schecks=%d/serial", name, n), func(b *testing.B) {
 			results := make([]Result, n)
 			b.ReportAllocs()
 			cpu := processCPU(b)
