@@ -177,14 +177,11 @@ func rateLimitStage(cfg *config.Config, state *State, rc *config.Route) (*rateli
 			LocalShare: lc.LocalShare,
 			Headers:    *lc.Headers,
 		}
-		switch lc.OnRedisError {
-		case "fail_open":
-			rule.Policy = ratelimit.FailOpen
-		case "local":
-			rule.Policy = ratelimit.Local
-		default:
-			rule.Policy = ratelimit.FailClosed
+		policy, err := ratelimit.ParsePolicy(lc.OnRedisError)
+		if err != nil {
+			return nil, err
 		}
+		rule.Policy = policy
 		switch {
 		case lc.Key == "client_ip":
 			rule.Key = ratelimit.KeyClientIP

@@ -74,3 +74,14 @@ func TestLimitValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestParsePolicy(t *testing.T) {
+	for _, p := range []Policy{FailClosed, FailOpen, Local} {
+		if got, err := ParsePolicy(p.String()); err != nil || got != p {
+			t.Errorf("ParsePolicy(%q) = %v, %v", p.String(), got, err)
+		}
+	}
+	if _, err := ParsePolicy("retry"); err == nil {
+		t.Error("an unknown policy was accepted")
+	}
+}

@@ -80,6 +80,16 @@ func (p Policy) String() string {
 	return "fail_closed"
 }
 
+// ParsePolicy returns the Policy named name (as String spells it).
+func ParsePolicy(name string) (Policy, error) {
+	for p := FailClosed; p <= Local; p++ {
+		if p.String() == name {
+			return p, nil
+		}
+	}
+	return FailClosed, fmt.Errorf("unknown policy %q: want fail_closed, fail_open or local", name)
+}
+
 // ErrUnavailable is returned (wrapped) by a store that could not decide for a
 // limit whose policy is FailClosed.
 var ErrUnavailable = errors.New("rate limiter unavailable")
