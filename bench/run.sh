@@ -8,6 +8,10 @@
 #   moat (access log off)  same with log: {access: false}
 #   Go ReverseProxy    wrk -> bench/goproxy (bare net/http + httputil.ReverseProxy),
 #                      a reference for what the Go standard library alone costs
+# With LIMITS=1, also (both with the access log off, like "moat (access log off)"):
+#   moat + rate limit (memory)  one client_ip limit on the route, far above the load
+#   moat + rate limit (redis)   the same limit kept in Redis at REDIS_ADDR (skipped,
+#                      with a note, when redis-cli cannot ping it)
 #
 # Parameters (environment, defaults in brackets):
 #   DURATION [10s]  measured wrk run per target and run (s or m suffix)
@@ -23,6 +27,9 @@
 #   KEEP_TMP [0]    1 keeps the temporary directory (configs, logs)
 #   PERF [0]        1 adds one extra, unmeasured DURATION run against moat (defaults)
 #                   under `perf record -g` and puts the hottest symbols in the report
+#   LIMITS [0]      1 adds the two rate-limited moat targets above
+#   REDIS_ADDR [127.0.0.1:6379]  Redis for LIMITS=1 (its redis-server's CPU is reported
+#                   too when its pid can be found; it is not pinned)
 #
 # Output: a markdown report on stdout, also appended to
 # bench/out/results-<timestamp>.md. See bench/RESULTS.md for the method.
@@ -43,6 +50,8 @@ MOAT_GOMAXPROCS=${GOMAXPROCS:-1}
 PORT_BASE=${PORT_BASE:-18080}
 KEEP_TMP=${KEEP_TMP:-0}
 GO_BASELINE=${GO_BASELINE:-1}
+LIMITS=${LIMITS:-0}
+REDIS_ADDR=${REDIS_ADDR:-127.0.0.1:6379}
 
 secs() { # 10s, 2m, 500ms (rounded up), 7 -> seconds
   case $1 in
@@ -60,6 +69,8 @@ DUR_S=$(secs "$DURATION"); WARM_S=$(secs "$WARMUP")
 [[ $DUR_S =~ ^[1-9][0-9]*$ ]] || die "DURATION must look like 10s or 1m, got '$DURATION'"
 [[ $WARM_S =~ ^[0-9]+$ ]] || die "WARMUP must look like 2s, got '$WARMUP'"
 (( THREADS <= CONNECTIONS )) || die "THREADS must not exceed CONNECTIONS"
+[[ $LIMITS == 0 || $LIMITS == 1 ]] || die "LIMITS must be 0 or 1, got '$LIMITS'"
+[[ $REDIS_ADDR =~ ^[^:]+:[0-9]+$ ]] || die "REDIS_ADDR must be host:port, got '$REDIS_ADDR'"
 
 # ---------------------------------------------------------------- tools
 need_apt=()
@@ -144,6 +155,28 @@ NGX_PORT=$(pick_port); NEXT_PORT=$((NGX_PORT + 1))
 MOAT_PORT=$(pick_port); NEXT_PORT=$((MOAT_PORT + 1))
 MOATQ_PORT=$(pick_port); NEXT_PORT=$((MOATQ_PORT + 1))
 GOP_PORT=$(pick_port)
+if [[ $LIMITS == 1 ]]; then
+  NEXT_PORT=$((GOP_PORT + 1)); RLM_PORT=$(pick_port)
+  NEXT_PORT=$((RLM_PORT + 1)); RLR_PORT=$(pick_port)
+fi
+
+# ---------------------------------------------------------------- redis (LIMITS=1)
+# The Redis target needs a Redis that answers; without one it is skipped and
+# the report says why. redis-server is not ours: never started, pinned or
+# stopped here. Its pid (if it listens on this machine) is used to read its CPU.
+RL_REDIS=0; REDIS_NOTE=""; REDIS_PID=""
+if [[ $LIMITS == 1 ]]; then
+  if ! command -v redis-cli >/dev/null; then
+    REDIS_NOTE="skipped: redis-cli not found, so Redis at $REDIS_ADDR could not be checked"
+  elif [[ $(timeout 5 redis-cli -h "${REDIS_ADDR%:*}" -p "${REDIS_ADDR##*:}" ping 2>&1) != PONG ]]; then
+    REDIS_NOTE="skipped: \`redis-cli -h ${REDIS_ADDR%:*} -p ${REDIS_ADDR##*:} ping\` did not answer PONG"
+  else
+    RL_REDIS=1
+    REDIS_PID=$(ss -Htlnp "sport = :${REDIS_ADDR##*:}" 2>/dev/null | grep -o 'redis-server",pid=[0-9]*' | head -1 | grep -o '[0-9]*$' || true)
+    [[ -n $REDIS_PID && -r /proc/$REDIS_PID/stat ]] || REDIS_PID=""
+  fi
+  [[ -z $REDIS_NOTE ]] || log "rate limit (redis) target $REDIS_NOTE"
+fi
 
 # ---------------------------------------------------------------- build moat
 log "building moat"
@@ -153,7 +186,7 @@ if [[ -n $(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null) ]
 if [[ $GO_BASELINE == 1 ]]; then
   (cd "$ROOT" && timeout 600 go build -o "$WORK/goproxy" ./bench/goproxy) || die "go build ./bench/goproxy failed"
 fi
-NTARGETS=$(( GO_BASELINE == 1 ? 5 : 4 ))
+NTARGETS=$(( (GO_BASELINE == 1 ? 5 : 4) + (LIMITS == 1 ? 1 + RL_REDIS : 0) ))
 
 # Hard cap from here: targets x RUNS x (warmup + run + slack) + startup slack.
 MAX_SECONDS=${MAX_SECONDS:-$(( NTARGETS * RUNS * (WARM_S + DUR_S + 20) + 120 ))}
@@ -211,7 +244,7 @@ NGXDIR=$WORK/nginx-proxy
 EOF
 } > "$WORK/nginx-proxy.conf"
 
-moat_conf() { # moat_conf PORT EXTRA
+moat_conf() { # moat_conf PORT EXTRA [ROUTE_EXTRA]: EXTRA is top-level YAML, ROUTE_EXTRA a key of the route
   cat <<EOF
 listeners:
   - name: bench
@@ -225,11 +258,25 @@ routes:
     methods: [GET]
     upstream: up
     public: true
-$2
 EOF
+  if [[ -n ${3:-} ]]; then echo "    $3"; fi
+  echo "$2"
 }
 moat_conf "$MOAT_PORT" "" > "$WORK/moat-defaults.yaml"
 moat_conf "$MOATQ_PORT" "log: {access: false}" > "$WORK/moat-accesslog-off.yaml"
+# LIMITS=1: one limit the load never reaches (rate 1e8/s, burst = rate: one
+# request every 10 ns). The Redis limit's name is unique per run, so counters
+# left in Redis by earlier runs (or anyone else) do not matter.
+RL_SPEC="{rate: 100000000, per: 1s, key: client_ip}"
+RL_NAME_M=bench
+RL_NAME_R="bench_$STAMP"
+if [[ $LIMITS == 1 ]]; then
+  moat_conf "$RLM_PORT" "log: {access: false}
+rate_limits: {$RL_NAME_M: $RL_SPEC}" "rate_limits: [$RL_NAME_M]" > "$WORK/moat-ratelimit-memory.yaml"
+  moat_conf "$RLR_PORT" "log: {access: false}
+state: {redis: {addresses: [\"$REDIS_ADDR\"]}}
+rate_limits: {$RL_NAME_R: $RL_SPEC}" "rate_limits: [$RL_NAME_R]" > "$WORK/moat-ratelimit-redis.yaml"
+fi
 
 # ---------------------------------------------------------------- start
 wait_ready() { # wait_ready NAME PORT PID LOG
@@ -268,13 +315,34 @@ if [[ $GO_BASELINE == 1 ]]; then
   GOP_PID=$!; PIDS+=("$GOP_PID")
   wait_ready "Go ReverseProxy" "$GOP_PORT" "$GOP_PID" "$WORK/goproxy.log"
 fi
+RLM_PID="" RLR_PID="" RL_PORTS=()
+if [[ $LIMITS == 1 ]]; then
+  MOAT_LOG_RM=${MOAT_LOG:-$WORK/moat-ratelimit-memory.log}
+  log "starting moat + rate limit (memory) on :$RLM_PORT"
+  start_moat "moat + rate limit (memory)" "$WORK/moat-ratelimit-memory.yaml" "$RLM_PORT" "$MOAT_LOG_RM"; RLM_PID=$STARTED_PID
+  RL_PORTS+=("$RLM_PORT")
+  if (( RL_REDIS )); then
+    MOAT_LOG_RR=${MOAT_LOG:-$WORK/moat-ratelimit-redis.log}
+    log "starting moat + rate limit (redis) on :$RLR_PORT, limit $RL_NAME_R in Redis at $REDIS_ADDR"
+    start_moat "moat + rate limit (redis)" "$WORK/moat-ratelimit-redis.yaml" "$RLR_PORT" "$MOAT_LOG_RR"; RLR_PID=$STARTED_PID
+    RL_PORTS+=("$RLR_PORT")
+  fi
+fi
 
 # Sanity: every target answers 200 with the upstream's body.
-for p in "$UP_PORT" "$NGX_PORT" "$MOAT_PORT" "$MOATQ_PORT" ${GOP_PID:+"$GOP_PORT"}; do
+for p in "$UP_PORT" "$NGX_PORT" "$MOAT_PORT" "$MOATQ_PORT" ${GOP_PID:+"$GOP_PORT"} ${RL_PORTS[@]+"${RL_PORTS[@]}"}; do
   got=$(curl -fsS --max-time 2 "http://127.0.0.1:$p/bench") || die "GET 127.0.0.1:$p/bench failed"
   [[ $got == "$BODY" ]] || die "127.0.0.1:$p/bench returned an unexpected body: $got"
 done
 MOAT_HEADERS=$(curl -sS -D - -o /dev/null --max-time 2 "http://127.0.0.1:$MOAT_PORT/bench" | tr -d '\r' | sed '1d;/^$/d' | sort)
+# The limited targets must really check their limit: allowed responses carry
+# the RateLimit headers (headers: true is the default).
+RL_HEADERS=""
+for p in ${RL_PORTS[@]+"${RL_PORTS[@]}"}; do
+  h=$(curl -sS -D - -o /dev/null --max-time 2 "http://127.0.0.1:$p/bench" | tr -d '\r' | grep -i '^ratelimit') \
+    || die "127.0.0.1:$p/bench answered without RateLimit headers: is the limit applied?"
+  RL_HEADERS+="127.0.0.1:$p"$'\n'"$h"$'\n'
+done
 
 # ---------------------------------------------------------------- measure
 # The lua done() hook prints one machine-readable line; no request() hook,
@@ -306,6 +374,15 @@ proc_ticks() {
   echo "$t"
 }
 
+# pid_ticks PID: utime+stime of one process (all its threads), no children:
+# for redis-server, whose short-lived children (BGSAVE) could vanish mid-read.
+pid_ticks() {
+  local f
+  f=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || { echo -1; return; }
+  set -- $f
+  echo $(( ${12} + ${13} ))
+}
+
 # core_ticks CPU: "busy total" clock ticks of one CPU from /proc/stat (busy
 # includes steal), to see how much of the proxy's core went to other processes.
 core_ticks() {
@@ -318,6 +395,13 @@ declare -A NAME=([direct]="direct (upstream nginx)" [nginx]="nginx proxy" [moat]
 declare -A PORT=([direct]=$UP_PORT [nginx]=$NGX_PORT [moat]=$MOAT_PORT [moatq]=$MOATQ_PORT [gop]=$GOP_PORT)
 declare -A MPID=([direct]=$UP_PID [nginx]=$NGX_PID [moat]=$MOAT_PID [moatq]=$MOATQ_PID [gop]=$GOP_PID)
 if [[ -n $GOP_PID ]]; then TARGETS+=(gop); fi
+NAME[rlmem]="moat + rate limit (memory)"; NAME[rlredis]="moat + rate limit (redis)"
+if [[ -n $RLM_PID ]]; then TARGETS+=(rlmem); PORT[rlmem]=$RLM_PORT; MPID[rlmem]=$RLM_PID; fi
+if [[ -n $RLR_PID ]]; then TARGETS+=(rlredis); PORT[rlredis]=$RLR_PORT; MPID[rlredis]=$RLR_PID; fi
+# With the Redis target, redis-server's CPU is read around every measured run
+# (of every target: the others show its background load, from anyone).
+REDIS_RAW=$WORK/redis.tsv
+printf 'target\trun\tredis_ticks\trequests\tseconds\tredis_us_per_req\tredis_cpu_pct\n' > "$REDIS_RAW"
 RAW=$WORK/raw.tsv
 printf 'target\trun\trps\tp50_us\tp90_us\tp99_us\tmax_us\tcpu_us_per_req\trequests\terrors\tticks\tother_on_proxy_cpu_pct\n' > "$RAW"
 
@@ -339,9 +423,11 @@ for run in $(seq 1 "$RUNS"); do
     # direct: the measured process sits on the upstream's core, not PROXY_CPU,
     # so "other" there is just the proxy core's background load.
     read -r b0 a0 < <(core_ticks "$PROXY_CPU")
+    if [[ -n $REDIS_PID ]]; then r0=$(pid_ticks "$REDIS_PID"); fi
     c0=$(proc_ticks "$pid")
     run_wrk "$port" "$DUR_S" "$WORK/wrk-$t-$run.txt"
     c1=$(proc_ticks "$pid")
+    if [[ -n $REDIS_PID ]]; then r1=$(pid_ticks "$REDIS_PID"); fi
     read -r b1 a1 < <(core_ticks "$PROXY_CPU")
     own=$((c1 - c0)); [[ $t == direct ]] && own=0
     line=$(grep '^BENCH ' "$WORK/wrk-$t-$run.txt") || { cat "$WORK/wrk-$t-$run.txt" >&2; die "no BENCH line from wrk"; }
@@ -355,6 +441,10 @@ for run in $(seq 1 "$RUNS"); do
         'BEGIN { o = oa > 0 ? 100 * ob / oa : 0; if (o < 0) o = 0
                  printf "%s\t%d\t%.0f\t%d\t%d\t%d\t%d\t%.2f\t%d\t%d\t%d\t%.0f\n", t, r, n / (d / 1e6), p50, p90, p99, mx, dt * 1e6 / hz / n, n, e, dt, o }' >> "$RAW"
     (( errs == 0 )) || log "WARNING: ${NAME[$t]} run $run had $errs errors (${line#BENCH })"
+    if [[ -n $REDIS_PID ]] && (( r0 >= 0 && r1 >= 0 )); then
+      awk -v t="$t" -v r="$run" -v n="${M[requests]}" -v d="${M[duration_us]}" -v dt=$((r1 - r0)) -v hz="$CLK_TCK" \
+        'BEGIN { printf "%s\t%d\t%d\t%d\t%.2f\t%.2f\t%.1f\n", t, r, dt, n, d / 1e6, dt * 1e6 / hz / n, 100 * dt / hz / (d / 1e6) }' >> "$REDIS_RAW"
+    fi
     unset M
   done
 done
@@ -396,6 +486,31 @@ for t in "${TARGETS[@]}"; do
   OTHER[$t]=$(median "$t" 12)
   ERR[$t]=$(awk -F'\t' -v t="$t" 'NR > 1 && $1 == t { s += $10 } END { print s + 0 }' "$RAW")
 done
+# paired_added TARGET [clean]: "min..max" over runs of CPU µs/req(TARGET, run) - CPU µs/req(moatq, run);
+# with clean, only runs where neither had errors, as "median (min..max, n runs)".
+paired_added() {
+  awk -F'\t' -v t="$1" -v clean="${2:-}" '
+    NR > 1 && $1 == t && (!clean || $10 == 0) { a[$2] = $8 }
+    NR > 1 && $1 == "moatq" && (!clean || $10 == 0) { b[$2] = $8 }
+    END { n = 0; for (r in a) if (r in b) { d[++n] = a[r] - b[r] }
+          if (!n) { print "n/a (no error-free run)"; exit }
+          for (i = 2; i <= n; i++) { x = d[i]; for (j = i - 1; j >= 1 && d[j] > x; j--) d[j + 1] = d[j]; d[j + 1] = x }
+          if (!clean) { printf "%+.1f..%+.1f", d[1], d[n]; exit }
+          m = n % 2 ? d[(n + 1) / 2] : (d[n / 2] + d[n / 2 + 1]) / 2
+          printf "%+.1f µs/req (%+.1f..%+.1f, %d run%s)", m, d[1], d[n], n, (n > 1 ? "s" : "") }' "$RAW"
+}
+redis_median() { # redis_median TARGET COLUMN (of redis.tsv)
+  awk -F'\t' -v t="$1" -v c="$2" 'NR > 1 && $1 == t { print $c }' "$REDIS_RAW" | sort -g |
+    awk '{ v[NR] = $1 } END { if (!NR) print "n/a"; else if (NR % 2) printf "%.1f", v[(NR + 1) / 2]; else printf "%.1f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+redis_range() { # redis_range TARGET COLUMN
+  awk -F'\t' -v t="$1" -v c="$2" 'NR > 1 && $1 == t { if (!n || $c < lo) lo = $c; if (!n || $c > hi) hi = $c; n++ }
+    END { if (n) printf "%.1f-%.1f", lo, hi; else print "n/a" }' "$REDIS_RAW"
+}
+redis_bg() { # redis-server's CPU share over the other targets' runs: "median% (min-max%)"
+  awk -F'\t' 'NR > 1 && $1 != "rlredis" { print $7 }' "$REDIS_RAW" | sort -g |
+    awk '{ v[NR] = $1 } END { if (!NR) print "n/a"; else printf "%.1f%% (%.1f-%.1f%%)", v[int((NR + 1) / 2)], v[1], v[NR] }'
+}
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "n/a" }'; }
 ms() { awk -v u="$1" 'BEGIN { printf "%.2f", u / 1000 }'; }
 
@@ -422,10 +537,55 @@ fi
   echo
   echo "| ratio vs nginx proxy | CPU/req | p99 | req/s |"
   echo "|---|---:|---:|---:|"
-  for t in moat moatq ${GOP_PID:+gop}; do
+  for t in moat moatq ${GOP_PID:+gop} ${RLM_PID:+rlmem} ${RLR_PID:+rlredis}; do
     echo "| ${NAME[$t]} | $(ratio "${CPU[$t]}" "${CPU[nginx]}") | $(ratio "${P99[$t]}" "${P99[nginx]}") | $(ratio "${RPS[$t]}" "${RPS[nginx]}") |"
   done
   echo
+  if [[ $LIMITS == 1 ]]; then
+    echo "| rate limit vs moat (access log off) | CPU µs/req | added µs/req (medians) | added µs/req, per run | CPU/req | p99 | req/s |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    for t in ${RLM_PID:+rlmem} ${RLR_PID:+rlredis}; do
+      printf '| %s | %.1f | %+.1f | %s | %s | %s | %s |\n' "${NAME[$t]}" "${CPU[$t]}" \
+        "$(awk -v a="${CPU[$t]}" -v b="${CPU[moatq]}" 'BEGIN { print a - b }')" "$(paired_added "$t")" \
+        "$(ratio "${CPU[$t]}" "${CPU[moatq]}")" "$(ratio "${P99[$t]}" "${P99[moatq]}")" "$(ratio "${RPS[$t]}" "${RPS[moatq]}")"
+    done
+    echo
+    echo "Rate-limited targets (LIMITS=1): moat with \`log: {access: false}\` plus one limit"
+    echo "\`$RL_SPEC\` (burst defaults to rate) on the /bench route, which the load never"
+    echo "reaches, so every request is checked and admitted. \"added µs/req (medians)\" is the"
+    echo "target's median CPU µs/req minus that of moat (access log off); \"per run\" is the"
+    echo "range of the same difference within each run (runs are interleaved, so run i of both"
+    echo "targets saw similar background load)."
+    for t in ${RLM_PID:+rlmem} ${RLR_PID:+rlredis}; do
+      (( ERR[$t] > 0 )) || continue
+      echo
+      echo "**${NAME[$t]}: ${ERR[$t]} non-2xx responses.** A refused request (429, or 503"
+      echo "limiter_unavailable) skips the upstream and is much cheaper than a proxied one, so this"
+      echo "row's CPU µs/req and req/s are not comparable. Added µs/req over the error-free runs"
+      echo "only: $(paired_added "$t" clean)."
+    done
+    echo
+    if [[ -n $RLR_PID ]]; then
+      echo "The Redis limit \`$RL_NAME_R\` (store: redis, on_redis_error: fail_closed by default) is kept"
+      echo "in Redis at $REDIS_ADDR; its key is unique to this run. redis-server is not pinned and"
+      echo "not counted in \"CPU µs/req (proxy)\". moat's log for this target shows"
+      echo "$(grep -c 'rate limit store unreachable' "$MOAT_LOG_RR" || true) breaker opening(s) (\"rate limit store unreachable\": 5 Redis calls in a row failed or"
+      echo "missed the state.redis.budget, 50ms by default; fail_closed then answers 503 for 1s)."
+      if [[ -n $REDIS_PID ]]; then
+        echo "redis-server (pid $REDIS_PID) used a median **$(redis_median rlredis 6) µs of CPU per request**"
+        echo "during the Redis target's runs ($(redis_range rlredis 6) across runs; $(redis_median rlredis 7)% of a CPU),"
+        echo "against $(redis_bg) of a CPU during the other targets' runs (its background: anyone else using"
+        echo "this Redis, and its own timers). When it runs on the proxy CPU it also shows in that row's"
+        echo "\"other load\" column."
+      else
+        echo "redis-server's pid could not be found (not listening on this machine, or no /proc access), so"
+        echo "its CPU per request is not reported."
+      fi
+    else
+      echo "moat + rate limit (redis): $REDIS_NOTE."
+    fi
+    echo
+  fi
   echo "Medians of $RUNS runs per target (each column independently). \"CPU µs/req\" is the"
   echo "utime+stime of the process under test (direct: the upstream nginx; nginx proxy: master +"
   echo "worker; moat: its one process, all threads) over the measured run, divided by the requests"
@@ -436,7 +596,7 @@ fi
   echo
   echo "### Parameters"
   echo
-  echo "- command: \`$(env | grep -E '^(DURATION|WARMUP|CONNECTIONS|THREADS|RUNS|GOMAXPROCS|WRK_CPU|UPSTREAM_CPU|PROXY_CPU|PORT_BASE|MOAT_LOG|GO_BASELINE|PERF|MAX_SECONDS)=' | sort | tr '\n' ' ')$CMDLINE\`"
+  echo "- command: \`$(env | grep -E '^(DURATION|WARMUP|CONNECTIONS|THREADS|RUNS|GOMAXPROCS|WRK_CPU|UPSTREAM_CPU|PROXY_CPU|PORT_BASE|MOAT_LOG|GO_BASELINE|PERF|MAX_SECONDS|LIMITS|REDIS_ADDR)=' | sort | tr '\n' ' ')$CMDLINE\`"
   echo "- DURATION=$DURATION WARMUP=$WARMUP (before every measured run) CONNECTIONS=$CONNECTIONS THREADS=$THREADS RUNS=$RUNS"
   echo "- wrk: \`wrk -t$THREADS -c$CONNECTIONS -d${DUR_S}s --timeout 5s --latency -s report.lua http://127.0.0.1:PORT/bench\`, HTTP/1.1 keep-alive"
   echo "- moat: GOMAXPROCS=$MOAT_GOMAXPROCS, default configuration plus one public GET route /bench; its logs (stderr, JSON access log) go to a file in the temporary directory ($LOGBYTES bytes for \"moat (defaults)\")"
@@ -469,11 +629,27 @@ fi
     echo '```'
     echo
   fi
+  if [[ -n $RLR_PID && -n $REDIS_PID ]]; then
+    echo "### redis-server CPU per measured run (pid $REDIS_PID, not pinned)"
+    echo
+    echo '```'
+    column -t -s $'\t' "$REDIS_RAW" 2>/dev/null || cat "$REDIS_RAW"
+    echo '```'
+    echo
+  fi
   echo "### moat response headers (defaults)"
   echo
   echo '```'
   echo "$MOAT_HEADERS"
   echo '```'
   echo
+  if [[ -n $RL_HEADERS ]]; then
+    echo "### RateLimit headers of the rate-limited targets"
+    echo
+    echo '```'
+    printf '%s' "$RL_HEADERS"
+    echo '```'
+    echo
+  fi
 } | tee -a "$REPORT"
 log "report appended to ${REPORT#"$ROOT"/}"

@@ -95,8 +95,12 @@ func applyDefaults(c *Config) {
 		c.Log.Access = ptr(true)
 	}
 	corsDefaults(c.CORS)
+	authDefaults(c)
 	if r := c.State.Redis; r != nil {
 		setDur(&r.Budget, DefaultRedisBudget)
+		if r.PoolSize == 0 {
+			r.PoolSize = 256
+		}
 		if r.ServerTime == nil {
 			r.ServerTime = ptr(true)
 		}
@@ -220,4 +224,69 @@ func joinMethods(ms []string) string {
 		out += m
 	}
 	return out
+}
+
+// authDefaults fills the authenticators, principal headers and brute-force
+// lockout.
+func authDefaults(c *Config) {
+	if c.State.KeysFile == "" {
+		c.State.KeysFile = "moat-keys.db"
+	}
+	for _, a := range c.Authenticators {
+		if a == nil {
+			continue
+		}
+		if k := a.APIKey; k != nil && len(k.Headers) == 0 {
+			k.Headers = []string{"Authorization", "X-API-Key"}
+		}
+		if b := a.Basic; b != nil && b.Realm == "" {
+			b.Realm = "moat"
+		}
+		if j := a.JWT; j != nil {
+			setDur(&j.Leeway, Duration(30*time.Second))
+			if j.MaxTokenSize == 0 {
+				j.MaxTokenSize = 8 << 10
+			}
+			if j.CacheSize == 0 {
+				j.CacheSize = 10000
+			}
+			for i := range j.Issuers {
+				is := &j.Issuers[i]
+				if is.SubjectClaim == "" {
+					is.SubjectClaim = "sub"
+				}
+				if is.RolesClaim == "" {
+					is.RolesClaim = "roles"
+				}
+				if is.ScopesClaim == "" {
+					is.ScopesClaim = "scope"
+				}
+				setDur(&is.RefreshInterval, Duration(15*time.Minute))
+			}
+		}
+		if in := a.Introspection; in != nil {
+			setDur(&in.CacheTTL, Duration(time.Minute))
+			setDur(&in.Timeout, Duration(2*time.Second))
+		}
+		if cc := a.ClientCert; cc != nil && cc.Subject == "" {
+			cc.Subject = "cn"
+		}
+	}
+	h := &c.PrincipalHeaders
+	setStr(&h.Subject, "X-Moat-Subject")
+	setStr(&h.Authenticator, "X-Moat-Authenticator")
+	setStr(&h.Roles, "X-Moat-Roles")
+	setStr(&h.Scopes, "X-Moat-Scopes")
+	b := &c.BruteForce
+	if b.MaxFailures == 0 {
+		b.MaxFailures = 10
+	}
+	setDur(&b.Window, Duration(time.Minute))
+	setDur(&b.Cooldown, Duration(5*time.Minute))
+}
+
+func setStr(s *string, def string) {
+	if *s == "" {
+		*s = def
+	}
 }

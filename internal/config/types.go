@@ -3,15 +3,18 @@ package config
 // Config is the whole gateway configuration, decoded from one YAML file.
 // Defaults are applied by Load (see defaults.go); a zero Config is not valid.
 type Config struct {
-	Server          Server                `yaml:"server" jsonschema:"description=Timeouts, limits and client handling shared by every listener."`
-	Listeners       []Listener            `yaml:"listeners" jsonschema:"description=Sockets the gateway accepts traffic on. At least one.,minItems=1"`
-	Log             Log                   `yaml:"log" jsonschema:"description=Process and access logging."`
-	SecurityHeaders SecurityHeaders       `yaml:"security_headers" jsonschema:"description=Response headers the gateway sets or removes on every response."`
-	CORS            *CORS                 `yaml:"cors,omitempty" jsonschema:"description=Default CORS policy for every route; a route's own cors block replaces it."`
-	State           State                 `yaml:"state" jsonschema:"description=Where shared state (rate limits) lives: in memory, or in Redis for several instances."`
-	RateLimits      map[string]*RateLimit `yaml:"rate_limits" jsonschema:"description=Named rate limits that routes and upstreams apply."`
-	Upstreams       map[string]*Upstream  `yaml:"upstreams" jsonschema:"description=Named backends that routes forward to."`
-	Routes          []*Route              `yaml:"routes" jsonschema:"description=Routes, matched by host, method and path template; the most specific wins.,minItems=1"`
+	Server           Server                    `yaml:"server" jsonschema:"description=Timeouts, limits and client handling shared by every listener."`
+	Listeners        []Listener                `yaml:"listeners" jsonschema:"description=Sockets the gateway accepts traffic on. At least one.,minItems=1"`
+	Log              Log                       `yaml:"log" jsonschema:"description=Process and access logging."`
+	SecurityHeaders  SecurityHeaders           `yaml:"security_headers" jsonschema:"description=Response headers the gateway sets or removes on every response."`
+	CORS             *CORS                     `yaml:"cors,omitempty" jsonschema:"description=Default CORS policy for every route; a route's own cors block replaces it."`
+	Authenticators   map[string]*Authenticator `yaml:"authenticators" jsonschema:"description=Named authenticators that routes list in their auth block."`
+	PrincipalHeaders PrincipalHeaders          `yaml:"principal_headers" jsonschema:"description=Headers that carry the authenticated principal to the upstream. Client-sent copies are always removed."`
+	BruteForce       BruteForce                `yaml:"brute_force" jsonschema:"description=Lock out clients that fail authentication repeatedly."`
+	State            State                     `yaml:"state" jsonschema:"description=Where shared state (rate limits) lives: in memory, or in Redis for several instances."`
+	RateLimits       map[string]*RateLimit     `yaml:"rate_limits" jsonschema:"description=Named rate limits that routes and upstreams apply."`
+	Upstreams        map[string]*Upstream      `yaml:"upstreams" jsonschema:"description=Named backends that routes forward to."`
+	Routes           []*Route                  `yaml:"routes" jsonschema:"description=Routes, matched by host, method and path template; the most specific wins.,minItems=1"`
 
 	file string              // file the configuration came from
 	pos  map[string]position // field path -> position in file
@@ -158,17 +161,18 @@ type CircuitBreaker struct {
 // Route maps host + methods + path template to an upstream, with the
 // protections that apply to it.
 type Route struct {
-	Name       string   `yaml:"name" jsonschema:"description=Unique name used in logs, metrics and audit. Default: METHODS path."`
-	Host       string   `yaml:"host" jsonschema:"description=Host to match: exact (api.example.com), wildcard (*.example.com) or empty for any."`
-	Path       string   `yaml:"path" jsonschema:"description=Path template: /books, /books/{id}, /files/{path...} (catch-all, last segment only)."`
-	Methods    []string `yaml:"methods" jsonschema:"description=Methods served; others get 405 with Allow. GET also serves HEAD. TRACE and CONNECT are refused.,minItems=1"`
-	Upstream   string   `yaml:"upstream" jsonschema:"description=Name of the upstream requests are forwarded to."`
-	Rewrite    Rewrite  `yaml:"rewrite" jsonschema:"description=Change the path sent upstream."`
-	Public     bool     `yaml:"public" jsonschema:"description=Explicitly allow unauthenticated access. Zero trust: every route must declare its authentication, and until authenticators exist public: true is the only form."`
-	MaxBody    *Size    `yaml:"max_body,omitempty" jsonschema:"description=Request body cap for this route; larger bodies get 413, checked while streaming. Default: server.max_body."`
-	Timeout    Duration `yaml:"timeout" jsonschema:"description=Overall upstream timeout for this route, replacing the upstream's."`
-	CORS       *CORS    `yaml:"cors,omitempty" jsonschema:"description=CORS policy for this route, replacing the top-level one."`
-	RateLimits []string `yaml:"rate_limits" jsonschema:"description=Names of rate limits applied to this route, besides those of its upstream."`
+	Name       string     `yaml:"name" jsonschema:"description=Unique name used in logs, metrics and audit. Default: METHODS path."`
+	Host       string     `yaml:"host" jsonschema:"description=Host to match: exact (api.example.com), wildcard (*.example.com) or empty for any."`
+	Path       string     `yaml:"path" jsonschema:"description=Path template: /books, /books/{id}, /files/{path...} (catch-all, last segment only)."`
+	Methods    []string   `yaml:"methods" jsonschema:"description=Methods served; others get 405 with Allow. GET also serves HEAD. TRACE and CONNECT are refused.,minItems=1"`
+	Upstream   string     `yaml:"upstream" jsonschema:"description=Name of the upstream requests are forwarded to."`
+	Rewrite    Rewrite    `yaml:"rewrite" jsonschema:"description=Change the path sent upstream."`
+	Auth       *RouteAuth `yaml:"auth,omitempty" jsonschema:"description=How requests to this route are authenticated: the authenticators tried in order. Zero trust: a route needs auth or public: true."`
+	Public     bool       `yaml:"public" jsonschema:"description=Explicitly allow unauthenticated access. Zero trust: a route must have an auth block or public: true, not both."`
+	MaxBody    *Size      `yaml:"max_body,omitempty" jsonschema:"description=Request body cap for this route; larger bodies get 413, checked while streaming. Default: server.max_body."`
+	Timeout    Duration   `yaml:"timeout" jsonschema:"description=Overall upstream timeout for this route, replacing the upstream's."`
+	CORS       *CORS      `yaml:"cors,omitempty" jsonschema:"description=CORS policy for this route, replacing the top-level one."`
+	RateLimits []string   `yaml:"rate_limits" jsonschema:"description=Names of rate limits applied to this route, besides those of its upstream."`
 
 	// Line is the line of the route in the configuration file, for messages.
 	Line int `yaml:"-"`
@@ -182,7 +186,8 @@ type Rewrite struct {
 
 // State says where shared state lives.
 type State struct {
-	Redis *Redis `yaml:"redis,omitempty" jsonschema:"description=Keep rate limits in Redis, shared by every instance. Without it, state is in memory."`
+	KeysFile string `yaml:"keys_file" jsonschema:"description=Embedded store (one bbolt file) for API keys when state.redis is not set. Default moat-keys.db beside the configuration file."`
+	Redis    *Redis `yaml:"redis,omitempty" jsonschema:"description=Keep rate limits in Redis, shared by every instance. Without it, state is in memory."`
 }
 
 // Redis is a connection to Redis: standalone, Sentinel or Cluster.
@@ -194,6 +199,7 @@ type Redis struct {
 	DB         int      `yaml:"db" jsonschema:"description=Database number (standalone and Sentinel).,minimum=0"`
 	TLS        bool     `yaml:"tls" jsonschema:"description=Connect with TLS (system roots, or ca_file)."`
 	CAFile     string   `yaml:"ca_file" jsonschema:"description=PEM CA bundle for TLS to Redis."`
+	PoolSize   int      `yaml:"pool_size" jsonschema:"description=Connections kept to Redis. Every request with a Redis limit holds one for its round trip, so this bounds the concurrency of limited requests. Default 256.,minimum=1"`
 	Budget     Duration `yaml:"budget" jsonschema:"description=Longest a request waits for Redis before the limit's on_redis_error policy applies. Default 50ms."`
 	ServerTime *bool    `yaml:"server_time" jsonschema:"description=Use the Redis server's clock for limits, so instances with skewed clocks agree. Default true."`
 }
@@ -209,4 +215,93 @@ type RateLimit struct {
 	OnRedisError string   `yaml:"on_redis_error" jsonschema:"description=When Redis cannot answer within its budget: fail_closed (503 limiter_unavailable), fail_open (admit), or local (limit in memory with local_share of the limit). Default fail_closed.,enum=fail_closed,enum=fail_open,enum=local"`
 	LocalShare   float64  `yaml:"local_share" jsonschema:"description=With on_redis_error: local, the share of the limit one instance applies alone. Default 1.,exclusiveMinimum=0,maximum=1"`
 	Headers      *bool    `yaml:"headers" jsonschema:"description=Send RateLimit-Policy and RateLimit headers on allowed responses too (they are always sent with 429). Default true."`
+}
+
+// RouteAuth is a route's authentication: the authenticators tried in order.
+type RouteAuth struct {
+	Authenticators []string `yaml:"authenticators" jsonschema:"description=Names of authenticators, tried in order; the first that finds its credential decides.,minItems=1"`
+	PassCredential bool     `yaml:"pass_credential" jsonschema:"description=Forward the client's credential (Authorization header, API key) to the upstream. Default false: it is removed."`
+	AllowQueryKey  bool     `yaml:"allow_query_key" jsonschema:"description=Accept API keys in the query string (the api_key authenticator's query_param) on this route. Keys in URLs leak into logs; avoid."`
+}
+
+// Authenticator configures one named authenticator; exactly one kind is set.
+type Authenticator struct {
+	APIKey        *APIKeyAuth        `yaml:"api_key,omitempty" jsonschema:"description=API keys issued with moat keys create."`
+	Basic         *BasicAuth         `yaml:"basic,omitempty" jsonschema:"description=HTTP Basic against an htpasswd file (bcrypt or argon2id)."`
+	JWT           *JWTAuth           `yaml:"jwt,omitempty" jsonschema:"description=JWT bearer tokens from one or more issuers."`
+	Introspection *IntrospectionAuth `yaml:"introspection,omitempty" jsonschema:"description=Opaque OAuth 2.0 tokens checked with RFC 7662 introspection."`
+	ClientCert    *ClientCertAuth    `yaml:"client_cert,omitempty" jsonschema:"description=The verified client certificate of a mutual-TLS listener."`
+}
+
+// APIKeyAuth reads moat API keys from the request.
+type APIKeyAuth struct {
+	Headers    []string `yaml:"headers" jsonschema:"description=Headers carrying the key. Authorization is read with the Bearer scheme. Default [Authorization, X-API-Key]."`
+	QueryParam string   `yaml:"query_param" jsonschema:"description=Query parameter carrying the key, honoured only on routes with auth.allow_query_key."`
+}
+
+// BasicAuth checks HTTP Basic credentials against an htpasswd file.
+type BasicAuth struct {
+	HtpasswdFile string `yaml:"htpasswd_file" jsonschema:"description=htpasswd file with bcrypt or argon2id hashes only; reloaded when it changes."`
+	Realm        string `yaml:"realm" jsonschema:"description=Realm in the WWW-Authenticate challenge. Default moat."`
+}
+
+// JWTAuth verifies JWT bearer tokens.
+type JWTAuth struct {
+	Issuers      []JWTIssuer `yaml:"issuers" jsonschema:"description=Trusted issuers; a token is checked against the one its iss names.,minItems=1"`
+	Leeway       Duration    `yaml:"leeway" jsonschema:"description=Clock skew allowed on exp, nbf and iat. Default 30s."`
+	MaxTokenSize Size        `yaml:"max_token_size" jsonschema:"description=Largest token accepted. Default 8KiB."`
+	CacheSize    int         `yaml:"cache_size" jsonschema:"description=Verified tokens cached by hash until they expire. Default 10000; -1 disables.,minimum=-1"`
+}
+
+// JWTIssuer is one trusted token issuer and how to verify its tokens.
+type JWTIssuer struct {
+	Issuer          string   `yaml:"issuer" jsonschema:"description=Exact iss value."`
+	Audiences       []string `yaml:"audiences" jsonschema:"description=The token's aud must contain one of these.,minItems=1"`
+	Algorithms      []string `yaml:"algorithms" jsonschema:"description=Allowed algorithms: RS256..512, PS256..512, ES256..512, EdDSA, HS256..512.,minItems=1"`
+	JWKSURL         string   `yaml:"jwks_url" jsonschema:"description=JWKS endpoint, cached and refreshed."`
+	Discovery       bool     `yaml:"discovery" jsonschema:"description=Find the JWKS through OpenID Connect discovery at the issuer URL."`
+	KeyFiles        []string `yaml:"key_files" jsonschema:"description=PEM public keys or JWK set files."`
+	Secret          Secret   `yaml:"secret" jsonschema:"description=HMAC secret for HS algorithms, at least 32 bytes; env:NAME reads it from the environment."`
+	RequiredClaims  []string `yaml:"required_claims" jsonschema:"description=Claims that must be present."`
+	Type            string   `yaml:"type" jsonschema:"description=Required typ header, such as at+jwt."`
+	SubjectClaim    string   `yaml:"subject_claim" jsonschema:"description=Claim naming the subject. Default sub."`
+	RolesClaim      string   `yaml:"roles_claim" jsonschema:"description=Claim holding roles (list or space-separated string). Default roles."`
+	ScopesClaim     string   `yaml:"scopes_claim" jsonschema:"description=Claim holding scopes. Default scope (space-separated); scp is also read."`
+	RefreshInterval Duration `yaml:"refresh_interval" jsonschema:"description=How often the JWKS is refreshed. Default 15m."`
+	CertBound       bool     `yaml:"cert_bound" jsonschema:"description=Require RFC 8705 certificate-bound tokens: cnf.x5t#S256 must match the verified client certificate."`
+}
+
+// IntrospectionAuth checks opaque tokens with RFC 7662 introspection.
+type IntrospectionAuth struct {
+	Endpoint       string   `yaml:"endpoint" jsonschema:"description=Introspection endpoint URL."`
+	ClientID       string   `yaml:"client_id" jsonschema:"description=Client ID for the endpoint (HTTP Basic)."`
+	ClientSecret   Secret   `yaml:"client_secret" jsonschema:"description=Client secret; env:NAME reads it from the environment."`
+	CacheTTL       Duration `yaml:"cache_ttl" jsonschema:"description=How long an answer is cached, at most until the token expires. Default 60s."`
+	Timeout        Duration `yaml:"timeout" jsonschema:"description=Time allowed for the endpoint to answer. Default 2s."`
+	RequiredScopes []string `yaml:"required_scopes" jsonschema:"description=Scopes the token must hold, checked on every request."`
+	CAFile         string   `yaml:"ca_file" jsonschema:"description=PEM CA bundle to verify the endpoint."`
+}
+
+// ClientCertAuth takes the principal from the verified client certificate.
+type ClientCertAuth struct {
+	Subject string `yaml:"subject" jsonschema:"description=Where the subject comes from: cn (default), dns, uri, email or spiffe.,enum=cn,enum=dns,enum=uri,enum=email,enum=spiffe"`
+	CAFile  string `yaml:"ca_file" jsonschema:"description=Accept only certificates issued by these CAs, an allowlist within the listener's client CAs."`
+}
+
+// PrincipalHeaders names the headers that carry the principal upstream.
+type PrincipalHeaders struct {
+	Disabled      bool              `yaml:"disabled" jsonschema:"description=Send no principal headers (client-sent copies are still removed)."`
+	Subject       string            `yaml:"subject" jsonschema:"description=Default X-Moat-Subject."`
+	Authenticator string            `yaml:"authenticator" jsonschema:"description=Default X-Moat-Authenticator."`
+	Roles         string            `yaml:"roles" jsonschema:"description=Default X-Moat-Roles (comma-separated)."`
+	Scopes        string            `yaml:"scopes" jsonschema:"description=Default X-Moat-Scopes (space-separated)."`
+	Claims        map[string]string `yaml:"claims" jsonschema:"description=Claim name to header name, for claims to forward."`
+}
+
+// BruteForce locks out clients after repeated authentication failures.
+type BruteForce struct {
+	Disabled    bool     `yaml:"disabled" jsonschema:"description=Turn the lockout off (not recommended)."`
+	MaxFailures int64    `yaml:"max_failures" jsonschema:"description=Failures allowed per client IP within window. Default 10.,minimum=1"`
+	Window      Duration `yaml:"window" jsonschema:"description=Default 1m."`
+	Cooldown    Duration `yaml:"cooldown" jsonschema:"description=How long a locked-out client gets 429. Default 5m."`
 }

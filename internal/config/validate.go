@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -22,6 +23,18 @@ func validate(c *Config, p *problems) {
 	validateHeaders(&c.SecurityHeaders, p)
 	validateCORS(c.CORS, "cors", p)
 	validateState(&c.State, p)
+	for name, a := range c.Authenticators {
+		validateAuthenticator(name, a, p)
+	}
+	validatePrincipalHeaders(&c.PrincipalHeaders, p)
+	if b := c.BruteForce; !b.Disabled {
+		if b.MaxFailures < 1 {
+			p.add("brute_force.max_failures", "must be at least 1")
+		}
+		if b.Window <= 0 || b.Cooldown <= 0 {
+			p.add("brute_force", "window and cooldown must be greater than zero")
+		}
+	}
 	for name, l := range c.RateLimits {
 		validateRateLimit(c, name, l, p)
 	}
@@ -63,6 +76,9 @@ func validateState(s *State, p *problems) {
 	}
 	if r.Budget <= 0 {
 		p.add("state.redis.budget", "must be greater than zero")
+	}
+	if r.PoolSize < 1 {
+		p.add("state.redis.pool_size", "must be at least 1")
 	}
 }
 
@@ -406,8 +422,30 @@ func validateRoutes(c *Config, p *problems) {
 			}
 			p.add(path+".upstream", "%s", msg)
 		}
-		if !r.Public {
-			p.add(path, "no authentication declared: zero trust requires every route to say how it is authenticated; set public: true to serve it without authentication")
+		switch {
+		case r.Auth != nil && r.Public:
+			p.add(path+".public", "a route is either public or authenticated (auth), not both")
+		case r.Auth == nil && !r.Public:
+			p.add(path, "no authentication declared: zero trust requires every route to say how it is authenticated; add an auth block, or public: true to serve it without authentication")
+		case r.Auth != nil:
+			if len(r.Auth.Authenticators) == 0 {
+				p.add(path+".auth.authenticators", "at least one authenticator is required")
+			}
+			seen := map[string]bool{}
+			for j, n := range r.Auth.Authenticators {
+				ap := fmt.Sprintf("%s.auth.authenticators[%d]", path, j)
+				if _, ok := c.Authenticators[n]; !ok {
+					msg := fmt.Sprintf("unknown authenticator %q", n)
+					if s := closest(n, keys(c.Authenticators)); s != "" {
+						msg += fmt.Sprintf(" (did you mean %q?)", s)
+					}
+					p.add(ap, "%s", msg)
+				}
+				if seen[n] {
+					p.add(ap, "authenticator %q listed twice", n)
+				}
+				seen[n] = true
+			}
 		}
 		if r.MaxBody != nil && *r.MaxBody <= 0 {
 			p.add(path+".max_body", "must be greater than zero")
@@ -433,4 +471,105 @@ func keys[V any](m map[string]V) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+func validateAuthenticator(name string, a *Authenticator, p *problems) {
+	path := "authenticators." + name
+	if a == nil {
+		p.add(path, "empty authenticator: set one of api_key, basic, jwt, introspection, client_cert")
+		return
+	}
+	kinds := 0
+	for _, set := range []bool{a.APIKey != nil, a.Basic != nil, a.JWT != nil, a.Introspection != nil, a.ClientCert != nil} {
+		if set {
+			kinds++
+		}
+	}
+	if kinds != 1 {
+		p.add(path, "set exactly one of api_key, basic, jwt, introspection, client_cert (found %d)", kinds)
+		return
+	}
+	switch {
+	case a.APIKey != nil:
+		for i, h := range a.APIKey.Headers {
+			if !httpsyntax.IsToken(h) {
+				p.add(fmt.Sprintf("%s.api_key.headers[%d]", path, i), "%q is not a header name", h)
+			}
+		}
+	case a.Basic != nil:
+		checkFile(p, path+".basic.htpasswd_file", a.Basic.HtpasswdFile)
+		if strings.ContainsAny(a.Basic.Realm, "\"\r\n") {
+			p.add(path+".basic.realm", "must not contain quotes or line breaks")
+		}
+	case a.JWT != nil:
+		j := a.JWT
+		if len(j.Issuers) == 0 {
+			p.add(path+".jwt.issuers", "at least one issuer is required")
+		}
+		for i, is := range j.Issuers {
+			ip := fmt.Sprintf("%s.jwt.issuers[%d]", path, i)
+			if is.Issuer == "" {
+				p.add(ip+".issuer", "required: the exact iss value")
+			}
+			if len(is.Audiences) == 0 {
+				p.add(ip+".audiences", "at least one audience is required: tokens for other services must not pass")
+			}
+			if len(is.Algorithms) == 0 {
+				p.add(ip+".algorithms", "required: list the algorithms this issuer signs with")
+			}
+			sources := 0
+			for _, set := range []bool{is.JWKSURL != "", is.Discovery, len(is.KeyFiles) > 0, is.Secret.IsSet()} {
+				if set {
+					sources++
+				}
+			}
+			if sources == 0 {
+				p.add(ip, "no keys: set jwks_url, discovery, key_files or secret")
+			}
+			for k, f := range is.KeyFiles {
+				checkFile(p, fmt.Sprintf("%s.key_files[%d]", ip, k), f)
+			}
+			if is.Secret.IsSet() && len(is.Secret.Value()) < 32 {
+				p.add(ip+".secret", "an HMAC secret must be at least 32 bytes")
+			}
+		}
+	case a.Introspection != nil:
+		in := a.Introspection
+		if u, err := url.Parse(in.Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			p.add(path+".introspection.endpoint", "required: an https URL")
+		} else if ip := net.ParseIP(u.Hostname()); u.Scheme == "http" && u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			p.add(path+".introspection.endpoint", "must be https (plain http only to a loopback address): the client secret and tokens travel in it")
+		}
+		if in.ClientID == "" {
+			p.add(path+".introspection.client_id", "required")
+		}
+		if !in.ClientSecret.IsSet() {
+			p.add(path+".introspection.client_secret", "required (env:NAME reads it from the environment)")
+		}
+		if in.CAFile != "" {
+			checkFile(p, path+".introspection.ca_file", in.CAFile)
+		}
+	case a.ClientCert != nil:
+		switch a.ClientCert.Subject {
+		case "cn", "dns", "uri", "email", "spiffe":
+		default:
+			p.add(path+".client_cert.subject", "must be cn, dns, uri, email or spiffe")
+		}
+		if a.ClientCert.CAFile != "" {
+			checkFile(p, path+".client_cert.ca_file", a.ClientCert.CAFile)
+		}
+	}
+}
+
+func validatePrincipalHeaders(h *PrincipalHeaders, p *problems) {
+	for field, v := range map[string]string{"subject": h.Subject, "authenticator": h.Authenticator, "roles": h.Roles, "scopes": h.Scopes} {
+		if !httpsyntax.IsToken(v) {
+			p.add("principal_headers."+field, "%q is not a header name", v)
+		}
+	}
+	for claim, v := range h.Claims {
+		if !httpsyntax.IsToken(v) {
+			p.add("principal_headers.claims."+claim, "%q is not a header name", v)
+		}
+	}
 }

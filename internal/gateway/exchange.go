@@ -21,6 +21,8 @@ type Exchange struct {
 	Route   *Route        // matched route; nil until routing succeeded
 	Params  []router.Param
 
+	Principal *Principal // set by the authentication stage; nil on public routes
+
 	ClientIP    netip.Addr // the real client address, after trusted-proxy handling
 	PeerIP      netip.Addr // the TCP peer
 	PeerTrusted bool       // the peer is a configured trusted proxy

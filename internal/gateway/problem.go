@@ -32,7 +32,11 @@ func Render(w http.ResponseWriter, r *http.Request, ex *Exchange, rej *Reject) {
 		h[k] = v
 	}
 	h.Set("Content-Type", ProblemContentType)
-	body := problemBody(rej.Status, rej.ReasonID, ex.ID)
+	public := rej.ReasonID
+	if rej.PublicReason != "" {
+		public = rej.PublicReason
+	}
+	body := problemBody(rej.Status, public, ex.ID)
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	writeLocal(w, r, ex, rej.Status, h, body)
 }

@@ -14,6 +14,10 @@ type Reject struct {
 	Detail   string // internal detail for logs and audit; never sent to the client
 	Err      error  // underlying cause, if any
 	Header   http.Header
+	// PublicReason, when set, is the reason_id the client sees instead of
+	// ReasonID, which then goes to logs and audit only: a bad credential
+	// answers "invalid_credentials" whatever exactly was wrong with it.
+	PublicReason string
 }
 
 // Error returns the reason and detail; it is meant for logs.
@@ -58,4 +62,5 @@ const (
 	ReasonInternalError       = "internal_error"
 	ReasonCORSOriginDenied    = "cors_origin_denied"
 	ReasonCORSPreflightDenied = "cors_preflight_denied"
+	ReasonInvalidCredentials  = "invalid_credentials"
 )

@@ -90,6 +90,10 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 		closers = append(closers, u.Close)
 	}
 
+	auths := buildAuthenticators(cfg, log, probs)
+	starters = append(starters, auths.starters...)
+	closers = append(closers, auths.closers...)
+
 	rb := router.NewBuilder[*gateway.Route]()
 	for i, rc := range cfg.Routes {
 		path := fmt.Sprintf("routes[%d]", i)
@@ -107,6 +111,15 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 		if c != nil {
 			route.CORS = true
 			route.Request = append(route.Request, c)
+		}
+
+		// Request stages, in order: CORS (preflights need no credential),
+		// authentication, rate limits.
+		auth, err := authStage(cfg, state, auths, rc)
+		if err != nil {
+			probs.Add(path+".auth", err)
+		} else {
+			route.Request = append(route.Request, auth)
 		}
 
 		limits, err := rateLimitStage(cfg, state, rc)

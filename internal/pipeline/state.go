@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -8,10 +9,12 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/moat-gateway/moat/internal/config"
+	"github.com/moat-gateway/moat/internal/keys"
 	"github.com/moat-gateway/moat/internal/ratelimit"
 )
 
@@ -25,6 +28,7 @@ type State struct {
 	mu     sync.Mutex
 	memory *ratelimit.Memory
 	redis  map[string]*sharedStore // by connection settings
+	keys   map[string]*lazyKeys    // API key caches by store
 }
 
 type sharedStore struct {
@@ -35,7 +39,7 @@ type sharedStore struct {
 // NewState returns an empty State; stores are created when a configuration
 // first needs them.
 func NewState(log *slog.Logger) *State {
-	return &State{log: log, redis: map[string]*sharedStore{}}
+	return &State{log: log, redis: map[string]*sharedStore{}, keys: map[string]*lazyKeys{}}
 }
 
 // Memory returns the process's in-memory limiter store.
@@ -55,10 +59,10 @@ func (s *State) shared(cfg *config.Redis) (ratelimit.Store, error) {
 	id, _ := json.Marshal(struct {
 		A          []string
 		M, U, P, C string
-		D          int
+		D, PS      int
 		T, ST      bool
 		B          config.Duration
-	}{cfg.Addresses, cfg.MasterName, cfg.Username, cfg.Password.Value(), cfg.CAFile, cfg.DB, cfg.TLS, *cfg.ServerTime, cfg.Budget})
+	}{cfg.Addresses, cfg.MasterName, cfg.Username, cfg.Password.Value(), cfg.CAFile, cfg.DB, cfg.PoolSize, cfg.TLS, *cfg.ServerTime, cfg.Budget})
 	key := string(id)
 	local := s.Memory()
 	s.mu.Lock()
@@ -76,8 +80,12 @@ func (s *State) shared(cfg *config.Redis) (ratelimit.Store, error) {
 		DialTimeout:  cfg.Budget.D() * 4,
 		ReadTimeout:  cfg.Budget.D() * 2,
 		WriteTimeout: cfg.Budget.D() * 2,
-		PoolTimeout:  cfg.Budget.D(),
-		MaxRetries:   -1, // a retry would break the budget; the guard's policy decides
+		// go-redis defaults to 10 connections per CPU: with one CPU and
+		// 50 concurrent requests, most waited for a connection past the
+		// budget and tripped the breaker (bench/RESULTS.md).
+		PoolSize:    cfg.PoolSize,
+		PoolTimeout: cfg.Budget.D(),
+		MaxRetries:  -1, // a retry would break the budget; the guard's policy decides
 		// Calls the guard stopped waiting for end at the budget too,
 		// instead of holding a pooled connection until ReadTimeout.
 		ContextTimeoutEnabled: true,
@@ -119,4 +127,64 @@ func (s *State) Close() {
 		st.client.Close()
 	}
 	s.redis = map[string]*sharedStore{}
+	for _, k := range s.keys {
+		k.close()
+	}
+	s.keys = map[string]*lazyKeys{}
+}
+
+// lazyKeys opens an API key cache on its first lookup and keeps it. A failed
+// open fails that lookup closed and is retried at most once a second.
+type lazyKeys struct {
+	open func() (*keys.Cache, error)
+
+	mu       sync.Mutex
+	cache    *keys.Cache
+	failedAt time.Time
+	err      error
+}
+
+func (l *lazyKeys) get() (*keys.Cache, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cache != nil {
+		return l.cache, nil
+	}
+	if l.err != nil && time.Since(l.failedAt) < time.Second {
+		return nil, l.err
+	}
+	c, err := l.open()
+	if err != nil {
+		l.err, l.failedAt = fmt.Errorf("opening the api key store: %w", err), time.Now()
+		return nil, l.err
+	}
+	l.cache, l.err = c, nil
+	return c, nil
+}
+
+// Lookup implements keys.Lookup.
+func (l *lazyKeys) Lookup(ctx context.Context, id string) (*keys.Entry, error) {
+	c, err := l.get()
+	if err != nil {
+		return nil, err
+	}
+	return c.Lookup(ctx, id)
+}
+
+// Used implements keys.Lookup.
+func (l *lazyKeys) Used(e *keys.Entry, at time.Time) {
+	l.mu.Lock()
+	c := l.cache
+	l.mu.Unlock()
+	if c != nil {
+		c.Used(e, at)
+	}
+}
+
+func (l *lazyKeys) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cache != nil {
+		l.cache.Close()
+	}
 }
