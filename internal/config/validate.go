@@ -529,8 +529,19 @@ func validateAuthenticator(name string, a *Authenticator, p *problems) {
 			for k, f := range is.KeyFiles {
 				checkFile(p, fmt.Sprintf("%s.key_files[%d]", ip, k), f)
 			}
-			if is.Secret.IsSet() && len(is.Secret.Value()) < 32 {
-				p.add(ip+".secret", "an HMAC secret must be at least 32 bytes")
+			if is.Secret.IsSet() {
+				need := 32 // HS256; RFC 7518 asks for a key at least as long as the hash
+				for _, alg := range is.Algorithms {
+					switch alg {
+					case "HS384":
+						need = max(need, 48)
+					case "HS512":
+						need = max(need, 64)
+					}
+				}
+				if len(is.Secret.Value()) < need {
+					p.add(ip+".secret", "an HMAC secret for %v must be at least %d bytes", is.Algorithms, need)
+				}
 			}
 		}
 	case a.Introspection != nil:

@@ -113,20 +113,20 @@ func (a *APIKey) Authenticate(ctx context.Context, ex *gateway.Exchange) (*gatew
 	}
 	e, err := a.store.Lookup(ctx, id)
 	if errors.Is(err, keys.ErrNotFound) {
-		return nil, authn.Fail(ReasonUnknown, "key %s does not exist", id)
+		return nil, keyFailure(id, authn.Fail(ReasonUnknown, "key %s does not exist", id))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("looking up api key %s: %w", id, err)
 	}
 	if h := keys.HashKey(key); !e.Hash.Equal(&h) {
-		return nil, authn.Fail(ReasonUnknown, "key %s: secret does not match", id)
+		return nil, keyFailure(id, authn.Fail(ReasonUnknown, "key %s: secret does not match", id))
 	}
 	now := a.now()
 	if !e.RevokedAt.IsZero() {
-		return nil, authn.Fail(ReasonRevoked, "key %s was revoked at %s", id, e.RevokedAt.UTC().Format(time.RFC3339))
+		return nil, keyFailure(id, authn.Fail(ReasonRevoked, "key %s was revoked at %s", id, e.RevokedAt.UTC().Format(time.RFC3339)))
 	}
 	if !e.ExpiresAt.IsZero() && !now.Before(e.ExpiresAt) {
-		return nil, authn.Fail(ReasonExpired, "key %s expired at %s", id, e.ExpiresAt.UTC().Format(time.RFC3339))
+		return nil, keyFailure(id, authn.Fail(ReasonExpired, "key %s expired at %s", id, e.ExpiresAt.UTC().Format(time.RFC3339)))
 	}
 	a.store.Used(e, now)
 	return &gateway.Principal{
@@ -218,3 +218,11 @@ func validToken(s string) bool {
 }
 
 var _ authn.Authenticator = (*APIKey)(nil)
+
+// keyFailure records the key ID as the failure's identity: IDs are public,
+// and the brute-force lockout then counts guesses at one key's secret from
+// many addresses.
+func keyFailure(id string, f *authn.Failure) *authn.Failure {
+	f.Identity = id
+	return f
+}
