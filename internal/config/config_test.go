@@ -232,3 +232,15 @@ func TestAliasBomb(t *testing.T) {
 		t.Errorf("%d problems listed, want at most %d", len(ce.Problems), maxProblems+1)
 	}
 }
+
+// TestMergeKeyWithUnknownAlias is the regression test for a crash found by
+// FuzzParse: a merge key whose list names an alias that does not exist.
+func TestMergeKeyWithUnknownAlias(t *testing.T) {
+	for _, doc := range []string{"0000<<: [*0]", "routes: [{<<: [*nope, *nope]}]", "server: {<<: *missing}"} {
+		_, err := Parse("t.yaml", []byte(doc))
+		var ce *Error
+		if !errors.As(err, &ce) {
+			t.Errorf("%q: %v, want a *Error", doc, err)
+		}
+	}
+}

@@ -234,6 +234,9 @@ func (d *decoder) decode(n ast.Node, v reflect.Value, path string) {
 }
 
 func (d *decoder) decodeStruct(n ast.Node, v reflect.Value, path string) {
+	if n == nil {
+		return
+	}
 	m, ok := n.(*ast.MappingNode)
 	if !ok {
 		if mv, ok2 := n.(*ast.MappingValueNode); ok2 {
@@ -255,7 +258,9 @@ func (d *decoder) decodeStruct(n ast.Node, v reflect.Value, path string) {
 			d.decodeStruct(src, v, path)
 		case *ast.SequenceNode:
 			for i := len(src.Values) - 1; i >= 0; i-- { // earlier entries win
-				d.decodeStruct(d.resolve(src.Values[i], path), v, path)
+				if item := d.resolve(src.Values[i], path); item != nil { // nil: an unknown alias, reported
+					d.decodeStruct(item, v, path)
+				}
 			}
 		case nil:
 		default:
@@ -344,6 +349,9 @@ func scalarText(n ast.Node) (string, bool) {
 }
 
 func kindOf(n ast.Node) string {
+	if n == nil {
+		return "nothing"
+	}
 	switch n.(type) {
 	case *ast.MappingNode, *ast.MappingValueNode:
 		return "a mapping"
