@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/moat-gateway/moat/internal/config"
+
+	"github.com/moat-gateway/moat/internal/filewatch"
 )
 
 // expiryWarning is how close to NotAfter a certificate must be for a load
@@ -78,18 +80,9 @@ type Manager struct {
 	stamps   stamps // files' size and mtime when last read
 	failed   bool   // the last load attempt failed
 
-	// lifeMu guards the watcher's lifecycle.
-	lifeMu   sync.Mutex
-	started  bool
-	closed   bool
-	cancel   func()
-	done     chan struct{}
-	closeErr error // set by the watcher goroutine before it closes done
+	watcher filewatch.Watcher // started by Start
 
 	noEvents bool // tests: poll only, no fsnotify
-	// watchFailed remembers directories that could not be watched, so the
-	// failure is logged once; owned by the watcher goroutine.
-	watchFailed map[string]bool
 }
 
 // material is one consistent set of loaded files and the tls.Config built

@@ -339,7 +339,7 @@ func TestStartAndClose(t *testing.T) {
 		t.Fatalf("Close before Start: %v", err)
 	}
 	m.Start(context.Background()) // after Close: does nothing
-	if m.done != nil {
+	if m.watcher.Done() != nil {
 		t.Fatal("Start after Close started a watcher")
 	}
 
@@ -349,7 +349,7 @@ func TestStartAndClose(t *testing.T) {
 	m.Start(ctx) // second call: does nothing
 	cancel()
 	select {
-	case <-m.done:
+	case <-m.watcher.Done():
 	case <-time.After(bound):
 		t.Fatal("watcher still running after its context ended")
 	}

@@ -40,6 +40,7 @@ import (
 
 	"github.com/moat-gateway/moat/internal/authn"
 	"github.com/moat-gateway/moat/internal/config"
+	"github.com/moat-gateway/moat/internal/filewatch"
 	"github.com/moat-gateway/moat/internal/gateway"
 )
 
@@ -88,18 +89,9 @@ type Authenticator struct {
 	stamp    stamp // the file's size and mtime when last read
 	failed   bool  // the last load attempt failed
 
-	// lifeMu guards the watcher's lifecycle.
-	lifeMu   sync.Mutex
-	started  bool
-	closed   bool
-	cancel   context.CancelFunc
-	done     chan struct{}
-	closeErr error // set by the watcher goroutine before it closes done
+	watcher filewatch.Watcher // started by Start
 
 	noEvents bool // tests: poll only, no fsnotify
-	// watchFailed remembers directories that could not be watched, so the
-	// failure is logged once; owned by the watcher goroutine.
-	watchFailed map[string]bool
 }
 
 // userSet is one loaded file; immutable once stored.

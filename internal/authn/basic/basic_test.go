@@ -337,7 +337,7 @@ func TestStartAfterCloseDoesNothing(t *testing.T) {
 	a, _, _ := newBasic(t, "")
 	a.Close()
 	a.Start(context.Background())
-	if a.done != nil {
+	if a.watcher.Done() != nil {
 		t.Error("Start after Close started a watcher")
 	}
 }
