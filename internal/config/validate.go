@@ -41,13 +41,13 @@ func validate(c *Config, p *problems) {
 	for name, u := range c.Upstreams {
 		validateUpstream(name, u, p)
 		if u != nil {
-			validateLimitRefs(c, "upstreams."+name+".rate_limits", u.RateLimits, p)
+			validateRefs(p, "upstreams."+name+".rate_limits", u.RateLimits, c.RateLimits, "rate limit")
 		}
 	}
 	validateRoutes(c, p)
 	for i, r := range c.Routes {
 		if r != nil {
-			validateLimitRefs(c, fmt.Sprintf("routes[%d].rate_limits", i), r.RateLimits, p)
+			validateRefs(p, fmt.Sprintf("routes[%d].rate_limits", i), r.RateLimits, c.RateLimits, "rate limit")
 		}
 	}
 }
@@ -131,19 +131,21 @@ func validateRateLimit(c *Config, name string, l *RateLimit, p *problems) {
 	}
 }
 
-func validateLimitRefs(c *Config, path string, names []string, p *problems) {
+// validateRefs checks a list of names that must each name an entry of known
+// (rate limits, authenticators), once.
+func validateRefs[V any](p *problems, path string, names []string, known map[string]V, kind string) {
 	seen := map[string]bool{}
 	for i, n := range names {
 		ip := fmt.Sprintf("%s[%d]", path, i)
-		if _, ok := c.RateLimits[n]; !ok {
-			msg := fmt.Sprintf("unknown rate limit %q", n)
-			if s := closest(n, keys(c.RateLimits)); s != "" {
+		if _, ok := known[n]; !ok {
+			msg := fmt.Sprintf("unknown %s %q", kind, n)
+			if s := closest(n, keys(known)); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
 			}
 			p.add(ip, "%s", msg)
 		}
 		if seen[n] {
-			p.add(ip, "rate limit %q listed twice", n)
+			p.add(ip, "%s %q listed twice", kind, n)
 		}
 		seen[n] = true
 	}
@@ -431,21 +433,7 @@ func validateRoutes(c *Config, p *problems) {
 			if len(r.Auth.Authenticators) == 0 {
 				p.add(path+".auth.authenticators", "at least one authenticator is required")
 			}
-			seen := map[string]bool{}
-			for j, n := range r.Auth.Authenticators {
-				ap := fmt.Sprintf("%s.auth.authenticators[%d]", path, j)
-				if _, ok := c.Authenticators[n]; !ok {
-					msg := fmt.Sprintf("unknown authenticator %q", n)
-					if s := closest(n, keys(c.Authenticators)); s != "" {
-						msg += fmt.Sprintf(" (did you mean %q?)", s)
-					}
-					p.add(ap, "%s", msg)
-				}
-				if seen[n] {
-					p.add(ap, "authenticator %q listed twice", n)
-				}
-				seen[n] = true
-			}
+			validateRefs(p, path+".auth.authenticators", r.Auth.Authenticators, c.Authenticators, "authenticator")
 		}
 		if r.MaxBody != nil && *r.MaxBody <= 0 {
 			p.add(path+".max_body", "must be greater than zero")
