@@ -209,7 +209,7 @@ type RateLimit struct {
 	Rate         int64    `yaml:"rate" jsonschema:"description=Requests allowed per period, sustained.,minimum=1"`
 	Per          Duration `yaml:"per" jsonschema:"description=The period of rate, such as 1s or 1m."`
 	Burst        int64    `yaml:"burst" jsonschema:"description=Requests admitted at once. Default: rate.,minimum=1"`
-	Key          string   `yaml:"key" jsonschema:"description=What is limited: client_ip, route, upstream, global, or header:NAME."`
+	Key          string   `yaml:"key" jsonschema:"description=What is limited: client_ip, principal, api_key, route, upstream, global, or header:NAME."`
 	IPv6Prefix   int      `yaml:"ipv6_prefix" jsonschema:"description=With key client_ip: IPv6 clients are counted per prefix of this length (one subscriber usually holds a /64). Default 64.,minimum=1,maximum=128"`
 	Store        string   `yaml:"store" jsonschema:"description=memory (this instance) or redis (shared). Default: redis when state.redis is set.,enum=memory,enum=redis"`
 	OnRedisError string   `yaml:"on_redis_error" jsonschema:"description=When Redis cannot answer within its budget: fail_closed (503 limiter_unavailable), fail_open (admit), or local (limit in memory with local_share of the limit). Default fail_closed.,enum=fail_closed,enum=fail_open,enum=local"`

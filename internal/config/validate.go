@@ -102,12 +102,12 @@ func validateRateLimit(c *Config, name string, l *RateLimit, p *problems) {
 		p.add(path+".burst", "%d at this rate spans more than 50 years", l.Burst)
 	}
 	switch {
-	case l.Key == "client_ip", l.Key == "route", l.Key == "upstream", l.Key == "global":
+	case l.Key == "client_ip", l.Key == "route", l.Key == "upstream", l.Key == "global", l.Key == "principal", l.Key == "api_key":
 	case strings.HasPrefix(l.Key, "header:") && httpsyntax.IsToken(strings.TrimPrefix(l.Key, "header:")):
 	case l.Key == "":
-		p.add(path+".key", "required: client_ip, route, upstream, global or header:NAME")
+		p.add(path+".key", "required: client_ip, principal, api_key, route, upstream, global or header:NAME")
 	default:
-		p.add(path+".key", "%q is not client_ip, route, upstream, global or header:NAME", l.Key)
+		p.add(path+".key", "%q is not client_ip, principal, api_key, route, upstream, global or header:NAME", l.Key)
 	}
 	if l.IPv6Prefix < 1 || l.IPv6Prefix > 128 {
 		p.add(path+".ipv6_prefix", "must be between 1 and 128")

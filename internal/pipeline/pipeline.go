@@ -204,6 +204,10 @@ func rateLimitStage(cfg *config.Config, state *State, rc *config.Route) (*rateli
 			rule.Key = ratelimit.KeyUpstream
 		case lc.Key == "global":
 			rule.Key = ratelimit.KeyGlobal
+		case lc.Key == "principal":
+			rule.Key = ratelimit.KeyPrincipal
+		case lc.Key == "api_key":
+			rule.Key = ratelimit.KeyAPIKey
 		default:
 			rule.Key = ratelimit.KeyHeader
 			rule.Header = http.CanonicalHeaderKey(strings.TrimPrefix(lc.Key, "header:"))

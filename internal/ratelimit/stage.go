@@ -30,6 +30,8 @@ const (
 	KeyUpstream
 	KeyGlobal
 	KeyHeader
+	KeyPrincipal // the authenticated subject; unauthenticated requests count by client address
+	KeyAPIKey    // the API key ID; requests without one count by principal, then client address
 )
 
 // Rule is one configured limit as a route applies it. Build rules at
@@ -205,6 +207,18 @@ func (r *Rule) key(ex *gateway.Exchange) string {
 		v = r.Upstream
 	case KeyGlobal:
 		v = "*"
+	case KeyAPIKey:
+		if p := ex.Principal; p != nil && p.Kind == "api_key" && p.KeyID != "" {
+			v = "key:" + p.KeyID
+			break
+		}
+		fallthrough
+	case KeyPrincipal:
+		if p := ex.Principal; p != nil && p.Subject != "" {
+			v = "sub:" + p.Authenticator + ":" + p.Subject
+		} else {
+			v = "ip:" + clientKey(ex.ClientIP, r.IPv6Prefix)
+		}
 	case KeyHeader:
 		if ex.Request != nil {
 			v = ex.Request.Header.Get(r.Header)

@@ -71,6 +71,14 @@ func TestStageKeys(t *testing.T) {
 		{desc: "missing header shares one counter", rule: Rule{Key: KeyHeader, Header: "X-Tenant"},
 			a: exchange("192.0.2.1"), b: exchange("192.0.2.2"), same: true},
 		{desc: "global", rule: Rule{Key: KeyGlobal}, a: exchange("192.0.2.1"), b: exchange("198.51.100.1"), same: true},
+		{desc: "one principal from two addresses", rule: Rule{Key: KeyPrincipal, IPv6Prefix: 64},
+			a: withPrincipal(exchange("192.0.2.1"), "sso", "alice", ""), b: withPrincipal(exchange("198.51.100.1"), "sso", "alice", ""), same: true},
+		{desc: "the same subject from two authenticators is not one principal", rule: Rule{Key: KeyPrincipal, IPv6Prefix: 64},
+			a: withPrincipal(exchange("192.0.2.1"), "sso", "alice", ""), b: withPrincipal(exchange("192.0.2.1"), "staff", "alice", "")},
+		{desc: "unauthenticated requests count by address", rule: Rule{Key: KeyPrincipal, IPv6Prefix: 64},
+			a: exchange("192.0.2.1"), b: exchange("192.0.2.2")},
+		{desc: "two keys of one owner are two counters", rule: Rule{Key: KeyAPIKey, IPv6Prefix: 64},
+			a: withPrincipal(exchange("192.0.2.1"), "keys", "team", "k1"), b: withPrincipal(exchange("192.0.2.1"), "keys", "team", "k2")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.desc, func(t *testing.T) {
@@ -137,4 +145,13 @@ func TestNewStageRejectsBadRules(t *testing.T) {
 	if st, err := NewStage(nil); st != nil || err != nil {
 		t.Error("no rules must give no stage")
 	}
+}
+
+func withPrincipal(ex *gateway.Exchange, authenticator, subject, keyID string) *gateway.Exchange {
+	kind := "jwt"
+	if keyID != "" {
+		kind = "api_key"
+	}
+	ex.Principal = &gateway.Principal{Authenticator: authenticator, Subject: subject, KeyID: keyID, Kind: kind}
+	return ex
 }
