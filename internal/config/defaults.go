@@ -117,7 +117,7 @@ func applyDefaults(c *Config) {
 		}
 		if l.Store == "" {
 			l.Store = "memory"
-			if c.State.Redis != nil {
+			if c.State.Redis != nil && l.MaxInFlight == 0 {
 				l.Store = "redis"
 			}
 		}

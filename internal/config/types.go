@@ -206,6 +206,7 @@ type Redis struct {
 
 // RateLimit is a named GCRA limit.
 type RateLimit struct {
+	MaxInFlight  int64    `yaml:"max_in_flight" jsonschema:"description=Makes this a concurrency limit: at most this many requests in flight per key on this instance (429 concurrency_limited). rate and per are then not used.,minimum=1"`
 	Rate         int64    `yaml:"rate" jsonschema:"description=Requests allowed per period, sustained.,minimum=1"`
 	Per          Duration `yaml:"per" jsonschema:"description=The period of rate, such as 1s or 1m."`
 	Burst        int64    `yaml:"burst" jsonschema:"description=Requests admitted at once. Default: rate.,minimum=1"`

@@ -88,18 +88,18 @@ func validateRateLimit(c *Config, name string, l *RateLimit, p *problems) {
 		p.add(path, "empty rate limit: rate and per are required")
 		return
 	}
-	if l.Rate < 1 {
-		p.add(path+".rate", "must be at least 1")
-	}
-	if l.Per < Duration(time.Millisecond) {
-		p.add(path+".per", "required, at least 1ms (such as 1s or 1m)")
-	} else if l.Rate >= 1 && l.Per.D()/time.Duration(l.Rate) < 1 {
-		p.add(path+".rate", "%d per %s is finer than the clock (1ns per request)", l.Rate, l.Per.D())
-	}
-	if l.Burst < 1 {
-		p.add(path+".burst", "must be at least 1")
-	} else if l.Rate >= 1 && l.Per > 0 && l.Burst > int64((50*365*24*time.Hour)/(l.Per.D()/time.Duration(max(l.Rate, 1)))) {
-		p.add(path+".burst", "%d at this rate spans more than 50 years", l.Burst)
+	if l.MaxInFlight != 0 {
+		if l.MaxInFlight < 0 {
+			p.add(path+".max_in_flight", "must be at least 1")
+		}
+		if l.Rate != 0 || l.Per != 0 {
+			p.add(path+".max_in_flight", "a limit is either a rate (rate, per) or a concurrency limit (max_in_flight), not both")
+		}
+		if l.Store == "redis" {
+			p.add(path+".store", "in-flight limits are per instance: use store: memory")
+		}
+	} else {
+		validateRate(path, l, p)
 	}
 	switch {
 	case l.Key == "client_ip", l.Key == "route", l.Key == "upstream", l.Key == "global", l.Key == "principal", l.Key == "api_key":
@@ -128,6 +128,23 @@ func validateRateLimit(c *Config, name string, l *RateLimit, p *problems) {
 	}
 	if l.LocalShare <= 0 || l.LocalShare > 1 {
 		p.add(path+".local_share", "must be in (0, 1]")
+	}
+}
+
+// validateRate checks a rate limit's rate, period and burst.
+func validateRate(path string, l *RateLimit, p *problems) {
+	if l.Rate < 1 {
+		p.add(path+".rate", "must be at least 1")
+	}
+	if l.Per < Duration(time.Millisecond) {
+		p.add(path+".per", "required, at least 1ms (such as 1s or 1m)")
+	} else if l.Rate >= 1 && l.Per.D()/time.Duration(l.Rate) < 1 {
+		p.add(path+".rate", "%d per %s is finer than the clock (1ns per request)", l.Rate, l.Per.D())
+	}
+	if l.Burst < 1 {
+		p.add(path+".burst", "must be at least 1")
+	} else if l.Rate >= 1 && l.Per > 0 && l.Burst > int64((50*365*24*time.Hour)/(l.Per.D()/time.Duration(max(l.Rate, 1)))) {
+		p.add(path+".burst", "%d at this rate spans more than 50 years", l.Burst)
 	}
 }
 

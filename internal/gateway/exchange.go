@@ -39,10 +39,17 @@ type Exchange struct {
 	Target          string       // upstream target the request was sent to, if any
 	Limits          []LimitState // rate limits checked, in route order
 
+	onDone       []func()    // run when the exchange ends, last registered first
 	bodyOverflow atomic.Bool // set by the body reader, which may run on the transport's goroutine
 	gw           *Gateway
 	paramBuf     [4]router.Param
 }
+
+// OnDone registers f to run when the exchange has ended: the response is
+// written (or the client left) and every stage is done with it. Functions
+// run in reverse order of registration, even after a panic. A stage uses it
+// to release what it holds for the request, such as an in-flight slot.
+func (ex *Exchange) OnDone(f func()) { ex.onDone = append(ex.onDone, f) }
 
 // Param returns the value of the named path parameter, or "".
 func (ex *Exchange) Param(name string) string {

@@ -208,6 +208,11 @@ func (g *Gateway) stageError(w http.ResponseWriter, r *http.Request, ex *Exchang
 // finish recovers from a panic in the pipeline (answering 500 when nothing was
 // written yet) and writes the access log line.
 func (g *Gateway) finish(rw *responseWriter, r *http.Request, ex *Exchange) {
+	defer func() {
+		for i := len(ex.onDone) - 1; i >= 0; i-- {
+			ex.onDone[i]()
+		}
+	}()
 	if p := recover(); p != nil {
 		if p == http.ErrAbortHandler {
 			g.logAccess(rw, r, ex)

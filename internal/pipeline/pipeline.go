@@ -182,6 +182,14 @@ func rateLimitStage(cfg *config.Config, state *State, rc *config.Route) (*rateli
 		if lc == nil {
 			continue
 		}
+		if lc.MaxInFlight > 0 {
+			r := ratelimit.Rule{Name: name, MaxInFlight: lc.MaxInFlight, InFlight: state.InFlight(), IPv6Prefix: lc.IPv6Prefix, Upstream: rc.Upstream}
+			if err := setRuleKey(&r, lc.Key); err != nil {
+				return nil, err
+			}
+			rules = append(rules, r)
+			continue
+		}
 		rule := ratelimit.Rule{
 			Name:       name,
 			Limit:      ratelimit.Limit{Rate: lc.Rate, Period: lc.Per.D(), Burst: lc.Burst},
@@ -195,22 +203,8 @@ func rateLimitStage(cfg *config.Config, state *State, rc *config.Route) (*rateli
 			return nil, err
 		}
 		rule.Policy = policy
-		switch {
-		case lc.Key == "client_ip":
-			rule.Key = ratelimit.KeyClientIP
-		case lc.Key == "route":
-			rule.Key = ratelimit.KeyRoute
-		case lc.Key == "upstream":
-			rule.Key = ratelimit.KeyUpstream
-		case lc.Key == "global":
-			rule.Key = ratelimit.KeyGlobal
-		case lc.Key == "principal":
-			rule.Key = ratelimit.KeyPrincipal
-		case lc.Key == "api_key":
-			rule.Key = ratelimit.KeyAPIKey
-		default:
-			rule.Key = ratelimit.KeyHeader
-			rule.Header = http.CanonicalHeaderKey(strings.TrimPrefix(lc.Key, "header:"))
+		if err := setRuleKey(&rule, lc.Key); err != nil {
+			return nil, err
 		}
 		if lc.Store == "redis" && cfg.State.Redis != nil {
 			st, err := state.shared(cfg.State.Redis)
@@ -224,4 +218,28 @@ func rateLimitStage(cfg *config.Config, state *State, rc *config.Route) (*rateli
 		rules = append(rules, rule)
 	}
 	return ratelimit.NewStage(rules)
+}
+
+// setRuleKey sets what a rule counts by from the configuration's key.
+func setRuleKey(r *ratelimit.Rule, key string) error {
+	switch {
+	case key == "client_ip":
+		r.Key = ratelimit.KeyClientIP
+	case key == "route":
+		r.Key = ratelimit.KeyRoute
+	case key == "upstream":
+		r.Key = ratelimit.KeyUpstream
+	case key == "global":
+		r.Key = ratelimit.KeyGlobal
+	case key == "principal":
+		r.Key = ratelimit.KeyPrincipal
+	case key == "api_key":
+		r.Key = ratelimit.KeyAPIKey
+	case strings.HasPrefix(key, "header:"):
+		r.Key = ratelimit.KeyHeader
+		r.Header = http.CanonicalHeaderKey(strings.TrimPrefix(key, "header:"))
+	default:
+		return fmt.Errorf("unknown key %q", key)
+	}
+	return nil
 }

@@ -25,10 +25,11 @@ import (
 type State struct {
 	log *slog.Logger
 
-	mu     sync.Mutex
-	memory *ratelimit.Memory
-	redis  map[string]*sharedStore // by connection settings
-	keys   map[string]*lazyKeys    // API key caches by store
+	mu       sync.Mutex
+	inflight *ratelimit.Concurrency
+	memory   *ratelimit.Memory
+	redis    map[string]*sharedStore // by connection settings
+	keys     map[string]*lazyKeys    // API key caches by store
 }
 
 type sharedStore struct {
@@ -40,6 +41,17 @@ type sharedStore struct {
 // first needs them.
 func NewState(log *slog.Logger) *State {
 	return &State{log: log, redis: map[string]*sharedStore{}, keys: map[string]*lazyKeys{}}
+}
+
+// InFlight returns the process's in-flight counters. Requests that started
+// on a previous configuration release into the same counters.
+func (s *State) InFlight() *ratelimit.Concurrency {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inflight == nil {
+		s.inflight = ratelimit.NewConcurrency()
+	}
+	return s.inflight
 }
 
 // Memory returns the process's in-memory limiter store.

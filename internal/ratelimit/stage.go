@@ -18,6 +18,7 @@ import (
 const (
 	ReasonRateLimited        = "rate_limited"
 	ReasonLimiterUnavailable = "limiter_unavailable"
+	ReasonConcurrencyLimited = "concurrency_limited"
 )
 
 // KeyKind says what a rule counts requests by.
@@ -47,6 +48,11 @@ type Rule struct {
 	LocalShare float64
 	Headers    bool  // announce on allowed responses
 	Store      Store // where the rule's counters live
+
+	// MaxInFlight, when set, makes the rule a concurrency limit counted in
+	// InFlight instead of a rate (Limit and Store are then unused).
+	MaxInFlight int64
+	InFlight    *Concurrency
 }
 
 // maxKeyValue bounds the part of a key taken from the request: longer header
@@ -57,8 +63,9 @@ const maxKeyValue = 64
 // response stage (announcing the limits in RateLimit headers). A Stage is
 // immutable and safe for concurrent use.
 type Stage struct {
-	groups  []group // rules by store, memory before shared stores
-	headers bool    // some rule announces itself on allowed responses
+	inflight []*Rule // concurrency limits, checked first
+	groups   []group // rules by store, memory before shared stores
+	headers  bool    // some rule announces itself on allowed responses
 }
 
 type group struct {
@@ -78,6 +85,14 @@ func NewStage(rules []Rule) (*Stage, error) {
 	var errs []error
 	for i := range rules {
 		r := &rules[i]
+		if r.MaxInFlight > 0 {
+			if r.InFlight == nil {
+				errs = append(errs, errors.New(r.Name+": no in-flight counter"))
+				continue
+			}
+			s.inflight = append(s.inflight, r)
+			continue
+		}
 		if err := r.Limit.Validate(); err != nil {
 			errs = append(errs, errors.New(r.Name+": "+err.Error()))
 			continue
@@ -114,6 +129,14 @@ func NewStage(rules []Rule) (*Stage, error) {
 // headers), or 503 limiter_unavailable when a fail_closed limit's shared
 // store cannot decide.
 func (s *Stage) ProcessRequest(ctx context.Context, ex *gateway.Exchange) error {
+	for _, r := range s.inflight {
+		release, ok := r.InFlight.Acquire(r.key(ex), r.MaxInFlight)
+		ex.OnDone(release) // also on refusal: release is then a no-op
+		if !ok {
+			return &gateway.Reject{Status: http.StatusTooManyRequests, ReasonID: ReasonConcurrencyLimited,
+				Header: http.Header{"Retry-After": {"1"}}, Detail: "over " + r.Name}
+		}
+	}
 	now := time.Now()
 	var checksBuf [4]Check
 	var resultsBuf [4]Result

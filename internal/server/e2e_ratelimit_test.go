@@ -4,12 +4,15 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func uniqueName(t *testing.T) string {
@@ -112,4 +115,52 @@ routes:
 	if ok.Load() != 25 || limited.Load() != 35 {
 		t.Errorf("admitted %d and refused %d of 60, want exactly 25 and 35", ok.Load(), limited.Load())
 	}
+}
+
+// TestInFlightLimit: with max_in_flight 1, a second request while the first
+// is still being answered gets 429 concurrency_limited; once the first has
+// ended, requests are admitted again.
+func TestInFlightLimit(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			started <- struct{}{}
+			<-release
+		}
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(slow.Close)
+	g := startGateway(t, fmt.Sprintf(`
+server: {watch_config: false}
+listeners: [{address: 127.0.0.1:0}]
+rate_limits:
+  one-at-a-time: {max_in_flight: 1, key: client_ip}
+upstreams:
+  a: {targets: [%q]}
+routes:
+  - {path: /slow, methods: [GET], upstream: a, public: true, rate_limits: [one-at-a-time]}
+  - {path: /fast, methods: [GET], upstream: a, public: true, rate_limits: [one-at-a-time]}
+`, slow.URL))
+
+	first := make(chan int, 1)
+	go func() {
+		resp, _ := send(t, g.client, newRequest(t, "GET", g.url()+"/slow", nil))
+		first <- resp.StatusCode
+	}()
+	select {
+	case <-started:
+	case <-time.After(waitLimit):
+		t.Fatal("the first request never reached the upstream")
+	}
+	resp, body := g.get(t, "/fast")
+	wantProblem(t, resp, body, 429, "concurrency_limited")
+	close(release)
+	if code := <-first; code != 200 {
+		t.Fatalf("first request: %d", code)
+	}
+	eventually(t, "the slot to be released", func() bool {
+		resp, _ := g.get(t, "/fast")
+		return resp.StatusCode == 200
+	})
 }
