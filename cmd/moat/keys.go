@@ -57,8 +57,17 @@ func keysCmd() *cobra.Command {
 
 type openStore func(cmd *cobra.Command) (keys.Store, func(), error)
 
-func keysContext(cmd *cobra.Command) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(cmd.Context(), 30*time.Second)
+// with opens the store, runs f with it under a 30-second deadline, and
+// closes the store.
+func (open openStore) with(cmd *cobra.Command, f func(ctx context.Context, s keys.Store) error) error {
+	s, done, err := open(cmd)
+	if err != nil {
+		return err
+	}
+	defer done()
+	ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
+	defer cancel()
+	return f(ctx, s)
 }
 
 func keysCreateCmd(open openStore) *cobra.Command {
@@ -93,19 +102,14 @@ func keysCreateCmd(open openStore) *cobra.Command {
 			if r.Metadata, err = parseMeta(meta); err != nil {
 				return err
 			}
-			s, done, err := open(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			ctx, cancel := keysContext(cmd)
-			defer cancel()
-			rec, key, err := keys.Issue(ctx, s, r, now)
-			if err != nil {
-				return classify(err)
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "Created key %s for %s. This is the only time the key is shown: store it in a secret manager now.\n", rec.ID, rec.Subject)
-			return printKey(cmd.OutOrStdout(), key, &rec, now, asJSON)
+			return open.with(cmd, func(ctx context.Context, s keys.Store) error {
+				rec, key, err := keys.Issue(ctx, s, r, now)
+				if err != nil {
+					return classify(err)
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "Created key %s for %s. This is the only time the key is shown: store it in a secret manager now.\n", rec.ID, rec.Subject)
+				return printKey(cmd.OutOrStdout(), key, &rec, now, asJSON)
+			})
 		},
 	}
 	f := c.Flags()
@@ -129,34 +133,29 @@ func keysListCmd(open openStore) *cobra.Command {
 		Short: "List keys (never their secrets or hashes)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, done, err := open(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			ctx, cancel := keysContext(cmd)
-			defer cancel()
-			rs, err := s.List(ctx)
-			if err != nil {
-				return classify(err)
-			}
-			now := time.Now()
-			out := cmd.OutOrStdout()
-			if asJSON {
-				views := make([]keyView, len(rs))
-				for i := range rs {
-					views[i] = view(&rs[i], now)
+			return open.with(cmd, func(ctx context.Context, s keys.Store) error {
+				rs, err := s.List(ctx)
+				if err != nil {
+					return classify(err)
 				}
-				return writeJSON(out, views)
-			}
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tNAME\tSUBJECT\tSTATUS\tROLES\tSCOPES\tPLAN\tEXPIRES\tLAST USED")
-			for i := range rs {
-				r := &rs[i]
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, dash(r.Name), r.Subject, r.Status(now),
-					dash(strings.Join(r.Roles, ",")), dash(strings.Join(r.Scopes, ",")), dash(r.Plan), when(r.ExpiresAt, "never"), when(r.LastUsedAt, "never"))
-			}
-			return tw.Flush()
+				now := time.Now()
+				out := cmd.OutOrStdout()
+				if asJSON {
+					views := make([]keyView, len(rs))
+					for i := range rs {
+						views[i] = view(&rs[i], now)
+					}
+					return writeJSON(out, views)
+				}
+				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tNAME\tSUBJECT\tSTATUS\tROLES\tSCOPES\tPLAN\tEXPIRES\tLAST USED")
+				for i := range rs {
+					r := &rs[i]
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, dash(r.Name), r.Subject, r.Status(now),
+						dash(strings.Join(r.Roles, ",")), dash(strings.Join(r.Scopes, ",")), dash(r.Plan), when(r.ExpiresAt, "never"), when(r.LastUsedAt, "never"))
+				}
+				return tw.Flush()
+			})
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -173,23 +172,18 @@ func keysShowCmd(open openStore) *cobra.Command {
 			if err := checkID(args[0]); err != nil {
 				return err
 			}
-			s, done, err := open(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			ctx, cancel := keysContext(cmd)
-			defer cancel()
-			r, err := s.Get(ctx, args[0])
-			if err != nil {
-				return keyError(err)
-			}
-			v := view(&r, time.Now())
-			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), v)
-			}
-			printView(cmd.OutOrStdout(), &v)
-			return nil
+			return open.with(cmd, func(ctx context.Context, s keys.Store) error {
+				r, err := s.Get(ctx, args[0])
+				if err != nil {
+					return keyError(err)
+				}
+				v := view(&r, time.Now())
+				if asJSON {
+					return writeJSON(cmd.OutOrStdout(), v)
+				}
+				printView(cmd.OutOrStdout(), &v)
+				return nil
+			})
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -206,22 +200,17 @@ func keysRevokeCmd(open openStore) *cobra.Command {
 			if err := checkID(id); err != nil {
 				return err
 			}
-			s, done, err := open(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			ctx, cancel := keysContext(cmd)
-			defer cancel()
-			if err := s.Revoke(ctx, id, time.Now().UTC()); err != nil {
-				return keyError(err)
-			}
-			r, err := s.Get(ctx, id)
-			if err != nil {
-				return keyError(err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Key %s (%s) revoked at %s.\n", id, r.Subject, r.RevokedAt.UTC().Format(time.RFC3339))
-			return nil
+			return open.with(cmd, func(ctx context.Context, s keys.Store) error {
+				if err := s.Revoke(ctx, id, time.Now().UTC()); err != nil {
+					return keyError(err)
+				}
+				r, err := s.Get(ctx, id)
+				if err != nil {
+					return keyError(err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "Key %s (%s) revoked at %s.\n", id, r.Subject, r.RevokedAt.UTC().Format(time.RFC3339))
+				return nil
+			})
 		},
 	}
 }
@@ -252,27 +241,22 @@ func keysRotateCmd(open openStore) *cobra.Command {
 				}
 				g = d.D()
 			}
-			s, done, err := open(cmd)
-			if err != nil {
-				return err
-			}
-			defer done()
-			ctx, cancel := keysContext(cmd)
-			defer cancel()
-			now := time.Now().UTC()
-			rec, key, err := s.Rotate(ctx, id, now, g)
-			if err != nil {
-				return keyError(err)
-			}
-			old := "is revoked"
-			if g > 0 {
-				old = "keeps working until " + now.Add(g).Format(time.RFC3339)
-				if r, err := s.Get(ctx, id); err == nil {
-					old = "keeps working until " + r.ExpiresAt.UTC().Format(time.RFC3339)
+			return open.with(cmd, func(ctx context.Context, s keys.Store) error {
+				now := time.Now().UTC()
+				rec, key, err := s.Rotate(ctx, id, now, g)
+				if err != nil {
+					return keyError(err)
 				}
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "Rotated key %s to %s; %s %s. This is the only time the new key is shown: store it in a secret manager now.\n", id, rec.ID, id, old)
-			return printKey(cmd.OutOrStdout(), key, &rec, now, asJSON)
+				old := "is revoked"
+				if g > 0 {
+					old = "keeps working until " + now.Add(g).Format(time.RFC3339)
+					if r, err := s.Get(ctx, id); err == nil {
+						old = "keeps working until " + r.ExpiresAt.UTC().Format(time.RFC3339)
+					}
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "Rotated key %s to %s; %s %s. This is the only time the new key is shown: store it in a secret manager now.\n", id, rec.ID, id, old)
+				return printKey(cmd.OutOrStdout(), key, &rec, now, asJSON)
+			})
 		},
 	}
 	c.Flags().StringVar(&grace, "grace", "", "how long the old key keeps working (e.g. 24h, 7d); default: revoked at once")
