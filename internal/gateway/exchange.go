@@ -39,6 +39,18 @@ type Exchange struct {
 	Target          string       // upstream target the request was sent to, if any
 	Limits          []LimitState // rate limits checked, in route order
 
+	// Details of a stage's decision that go to logs and audit only: the WAF's
+	// matched rule IDs and score, the object ID an ownership rule refused.
+	// Keys are snake_case audit field names; values never hold secrets.
+	Findings map[string]any
+
+	body     []byte // buffered request body, once ReadBody ran
+	bodyErr  error
+	bodyRead bool
+	json     any // parsed JSON body, once JSONBody ran
+	jsonErr  error
+	jsonDone bool
+
 	onDone       []func()    // run when the exchange ends, last registered first
 	bodyOverflow atomic.Bool // set by the body reader, which may run on the transport's goroutine
 	gw           *Gateway
@@ -59,6 +71,14 @@ func (ex *Exchange) Param(name string) string {
 		}
 	}
 	return ""
+}
+
+// Note records a finding for logs and audit (see Findings).
+func (ex *Exchange) Note(key string, value any) {
+	if ex.Findings == nil {
+		ex.Findings = make(map[string]any, 4)
+	}
+	ex.Findings[key] = value
 }
 
 // BodyOverflowed reports whether the client body exceeded the route's cap while

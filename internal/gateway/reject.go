@@ -63,4 +63,6 @@ const (
 	ReasonCORSOriginDenied    = "cors_origin_denied"
 	ReasonCORSPreflightDenied = "cors_preflight_denied"
 	ReasonInvalidCredentials  = "invalid_credentials"
+	ReasonBodyReadFailed      = "body_read_failed"
+	ReasonInvalidJSON         = "invalid_json"
 )
