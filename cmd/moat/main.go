@@ -18,6 +18,8 @@ import (
 	"github.com/moat-gateway/moat/internal/demo"
 	"github.com/moat-gateway/moat/internal/pipeline"
 	"github.com/moat-gateway/moat/internal/server"
+
+	_ "time/tzdata" // quota time zones work on hosts without a zoneinfo database
 )
 
 // Exit codes, documented in docs/cli.md.

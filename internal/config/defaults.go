@@ -232,6 +232,12 @@ func authDefaults(c *Config) {
 	if c.State.KeysFile == "" {
 		c.State.KeysFile = "moat-keys.db"
 	}
+	if c.State.QuotasFile == "" {
+		c.State.QuotasFile = "moat-quotas.db"
+	}
+	if c.PlanClaim == "" {
+		c.PlanClaim = "plan"
+	}
 	for _, a := range c.Authenticators {
 		if a == nil {
 			continue

@@ -12,7 +12,10 @@ type Config struct {
 	PrincipalHeaders PrincipalHeaders          `yaml:"principal_headers" jsonschema:"description=Headers that carry the authenticated principal to the upstream. Client-sent copies are always removed."`
 	BruteForce       BruteForce                `yaml:"brute_force" jsonschema:"description=Lock out clients that fail authentication repeatedly."`
 	State            State                     `yaml:"state" jsonschema:"description=Where shared state (rate limits) lives: in memory, or in Redis for several instances."`
-	RateLimits       map[string]*RateLimit     `yaml:"rate_limits" jsonschema:"description=Named rate limits that routes and upstreams apply."`
+	RateLimits       map[string]*RateLimit     `yaml:"rate_limits" jsonschema:"description=Named rate limits, quotas and concurrency limits that routes, upstreams and plans apply."`
+	Plans            map[string]*Plan          `yaml:"plans" jsonschema:"description=Named plans: the rate limits and quotas an authenticated principal meets on every route with auth, chosen by its API key's plan or a token claim."`
+	PlanClaim        string                    `yaml:"plan_claim" jsonschema:"description=Token claim (JWT, introspection) naming the principal's plan. API keys carry their plan (moat keys create --plan). Default plan."`
+	DefaultPlan      string                    `yaml:"default_plan" jsonschema:"description=Plan of authenticated principals that name none. Empty: they meet only their routes' limits."`
 	Upstreams        map[string]*Upstream      `yaml:"upstreams" jsonschema:"description=Named backends that routes forward to."`
 	Routes           []*Route                  `yaml:"routes" jsonschema:"description=Routes, matched by host, method and path template; the most specific wins.,minItems=1"`
 
@@ -172,7 +175,7 @@ type Route struct {
 	MaxBody    *Size      `yaml:"max_body,omitempty" jsonschema:"description=Request body cap for this route; larger bodies get 413, checked while streaming. Default: server.max_body."`
 	Timeout    Duration   `yaml:"timeout" jsonschema:"description=Overall upstream timeout for this route, replacing the upstream's."`
 	CORS       *CORS      `yaml:"cors,omitempty" jsonschema:"description=CORS policy for this route, replacing the top-level one."`
-	RateLimits []string   `yaml:"rate_limits" jsonschema:"description=Names of rate limits applied to this route, besides those of its upstream."`
+	RateLimits []string   `yaml:"rate_limits" jsonschema:"description=Names of rate limits and quotas applied to this route, besides those of its upstream and of the principal's plan."`
 
 	// Line is the line of the route in the configuration file, for messages.
 	Line int `yaml:"-"`
@@ -186,8 +189,9 @@ type Rewrite struct {
 
 // State says where shared state lives.
 type State struct {
-	KeysFile string `yaml:"keys_file" jsonschema:"description=Embedded store (one bbolt file) for API keys when state.redis is not set. Default moat-keys.db beside the configuration file."`
-	Redis    *Redis `yaml:"redis,omitempty" jsonschema:"description=Keep rate limits in Redis, shared by every instance. Without it, state is in memory."`
+	KeysFile   string `yaml:"keys_file" jsonschema:"description=Embedded store (one bbolt file) for API keys when state.redis is not set. Default moat-keys.db beside the configuration file."`
+	QuotasFile string `yaml:"quotas_file" jsonschema:"description=Embedded store (one bbolt file) where quotas kept in memory are saved, so they survive restarts. Default moat-quotas.db beside the configuration file; created only when a quota uses store memory."`
+	Redis      *Redis `yaml:"redis,omitempty" jsonschema:"description=Keep rate limits in Redis, shared by every instance. Without it, state is in memory."`
 }
 
 // Redis is a connection to Redis: standalone, Sentinel or Cluster.
@@ -210,12 +214,22 @@ type RateLimit struct {
 	Rate         int64    `yaml:"rate" jsonschema:"description=Requests allowed per period, sustained.,minimum=1"`
 	Per          Duration `yaml:"per" jsonschema:"description=The period of rate, such as 1s or 1m."`
 	Burst        int64    `yaml:"burst" jsonschema:"description=Requests admitted at once. Default: rate.,minimum=1"`
-	Key          string   `yaml:"key" jsonschema:"description=What is limited: client_ip, principal, api_key, route, upstream, global, or header:NAME."`
+	MaxDelay     Duration `yaml:"max_delay" jsonschema:"description=Throttle instead of refusing: a request over the rate that can go within this delay is held until its turn. At most 60s. Default 0: refuse at once."`
+	Quota        int64    `yaml:"quota" jsonschema:"description=Makes this a quota: at most this many requests per calendar period (429 quota_exceeded). rate and per are then not used.,minimum=1"`
+	Period       string   `yaml:"period" jsonschema:"description=A quota's calendar period: day or month, starting at midnight in time_zone.,enum=day,enum=month"`
+	TimeZone     string   `yaml:"time_zone" jsonschema:"description=IANA time zone whose midnight starts a quota's period, such as Europe/Berlin. Default UTC."`
+	Key          string   `yaml:"key" jsonschema:"description=What is limited: client_ip, principal, api_key, route, upstream, global, or header:NAME. Not with key_expr."`
+	KeyExpr      string   `yaml:"key_expr" jsonschema:"description=CEL expression over principal, request and route whose string result is what is limited, such as request.headers['x-tenant']. Not with key."`
 	IPv6Prefix   int      `yaml:"ipv6_prefix" jsonschema:"description=With key client_ip: IPv6 clients are counted per prefix of this length (one subscriber usually holds a /64). Default 64.,minimum=1,maximum=128"`
 	Store        string   `yaml:"store" jsonschema:"description=memory (this instance) or redis (shared). Default: redis when state.redis is set.,enum=memory,enum=redis"`
 	OnRedisError string   `yaml:"on_redis_error" jsonschema:"description=When Redis cannot answer within its budget: fail_closed (503 limiter_unavailable), fail_open (admit), or local (limit in memory with local_share of the limit). Default fail_closed.,enum=fail_closed,enum=fail_open,enum=local"`
 	LocalShare   float64  `yaml:"local_share" jsonschema:"description=With on_redis_error: local, the share of the limit one instance applies alone. Default 1.,exclusiveMinimum=0,maximum=1"`
 	Headers      *bool    `yaml:"headers" jsonschema:"description=Send RateLimit-Policy and RateLimit headers on allowed responses too (they are always sent with 429). Default true."`
+}
+
+// Plan is a named set of rate limits and quotas for the principals on it.
+type Plan struct {
+	RateLimits []string `yaml:"rate_limits" jsonschema:"description=Names of rate limits and quotas a principal on this plan meets on every route with auth.,minItems=1"`
 }
 
 // RouteAuth is a route's authentication: the authenticators tried in order.

@@ -38,6 +38,23 @@ func validate(c *Config, p *problems) {
 	for name, l := range c.RateLimits {
 		validateRateLimit(c, name, l, p)
 	}
+	for name, pl := range c.Plans {
+		path := "plans." + name
+		if pl == nil || len(pl.RateLimits) == 0 {
+			p.add(path+".rate_limits", "a plan lists at least one rate limit or quota")
+			continue
+		}
+		validateRefs(p, path+".rate_limits", pl.RateLimits, c.RateLimits, "rate limit")
+	}
+	if c.DefaultPlan != "" {
+		if _, ok := c.Plans[c.DefaultPlan]; !ok {
+			msg := fmt.Sprintf("unknown plan %q", c.DefaultPlan)
+			if s := closest(c.DefaultPlan, keys(c.Plans)); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			p.add("default_plan", "%s", msg)
+		}
+	}
 	for name, u := range c.Upstreams {
 		validateUpstream(name, u, p)
 		if u != nil {
@@ -88,24 +105,57 @@ func validateRateLimit(c *Config, name string, l *RateLimit, p *problems) {
 		p.add(path, "empty rate limit: rate and per are required")
 		return
 	}
-	if l.MaxInFlight != 0 {
+	kinds := 0
+	for _, set := range []bool{l.MaxInFlight != 0, l.Rate != 0 || l.Per != 0, l.Quota != 0 || l.Period != ""} {
+		if set {
+			kinds++
+		}
+	}
+	if kinds > 1 {
+		p.add(path, "a limit is one of a rate (rate, per), a quota (quota, period) or a concurrency limit (max_in_flight)")
+	}
+	switch {
+	case l.MaxInFlight != 0:
 		if l.MaxInFlight < 0 {
 			p.add(path+".max_in_flight", "must be at least 1")
-		}
-		if l.Rate != 0 || l.Per != 0 {
-			p.add(path+".max_in_flight", "a limit is either a rate (rate, per) or a concurrency limit (max_in_flight), not both")
 		}
 		if l.Store == "redis" {
 			p.add(path+".store", "in-flight limits are per instance: use store: memory")
 		}
-	} else {
+	case l.Quota != 0 || l.Period != "":
+		if l.Quota < 1 || l.Quota > 1_000_000_000_000_000 {
+			p.add(path+".quota", "must be between 1 and 10^15")
+		}
+		if l.Period != "day" && l.Period != "month" {
+			p.add(path+".period", "must be day or month")
+		}
+		if l.TimeZone != "" {
+			if _, err := time.LoadLocation(l.TimeZone); err != nil || l.TimeZone == "Local" {
+				p.add(path+".time_zone", "%q is not an IANA time zone such as Europe/Berlin", l.TimeZone)
+			}
+		}
+	default:
 		validateRate(path, l, p)
 	}
+	if l.TimeZone != "" && l.Quota == 0 && l.Period == "" {
+		p.add(path+".time_zone", "only quotas (quota, period) have a time zone")
+	}
+	if l.MaxDelay != 0 {
+		if l.MaxInFlight != 0 || l.Quota != 0 {
+			p.add(path+".max_delay", "only rate limits (rate, per) can throttle")
+		} else if l.MaxDelay < 0 || l.MaxDelay > Duration(time.Minute) {
+			p.add(path+".max_delay", "must be between 0 and 60s: held requests keep their connection")
+		}
+	}
 	switch {
+	case l.KeyExpr != "":
+		if l.Key != "" {
+			p.add(path+".key_expr", "set key or key_expr, not both")
+		}
 	case l.Key == "client_ip", l.Key == "route", l.Key == "upstream", l.Key == "global", l.Key == "principal", l.Key == "api_key":
 	case strings.HasPrefix(l.Key, "header:") && httpsyntax.IsToken(strings.TrimPrefix(l.Key, "header:")):
 	case l.Key == "":
-		p.add(path+".key", "required: client_ip, principal, api_key, route, upstream, global or header:NAME")
+		p.add(path+".key", "required: client_ip, principal, api_key, route, upstream, global or header:NAME (or key_expr)")
 	default:
 		p.add(path+".key", "%q is not client_ip, principal, api_key, route, upstream, global or header:NAME", l.Key)
 	}

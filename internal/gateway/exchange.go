@@ -123,10 +123,12 @@ func ListenerFrom(ctx context.Context) *Listener {
 // and audit.
 type LimitState struct {
 	Name      string
+	Kind      string        // "" for a rate limit, "quota" for a quota
 	Quota     int64         // requests per Window (the limit's sustained rate)
 	Window    time.Duration // the limit's period
 	Remaining int64         // requests still admitted right now
 	Reset     time.Duration // until the limit is back to its full burst
 	Allowed   bool
-	Headers   bool // announce it in RateLimit headers on allowed responses
+	Headers   bool          // announce it in RateLimit headers on allowed responses
+	Delay     time.Duration // how long the request was held by throttling
 }

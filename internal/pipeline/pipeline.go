@@ -10,13 +10,16 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/moat-gateway/moat/internal/clientip"
 	"github.com/moat-gateway/moat/internal/config"
 	"github.com/moat-gateway/moat/internal/cors"
 	"github.com/moat-gateway/moat/internal/exposure"
+	"github.com/moat-gateway/moat/internal/expr"
 	"github.com/moat-gateway/moat/internal/gateway"
 	"github.com/moat-gateway/moat/internal/proxy"
 	"github.com/moat-gateway/moat/internal/ratelimit"
@@ -34,7 +37,8 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	if state == nil {
+	ephemeral := state == nil
+	if ephemeral {
 		state = NewState(log)
 		defer state.Close()
 	}
@@ -94,6 +98,7 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 	starters = append(starters, auths.starters...)
 	closers = append(closers, auths.closers...)
 
+	lb := &limitBuilder{cfg: cfg, state: state, persist: !ephemeral, exprs: map[string]*expr.Program{}}
 	rb := router.NewBuilder[*gateway.Route]()
 	for i, rc := range cfg.Routes {
 		path := fmt.Sprintf("routes[%d]", i)
@@ -122,7 +127,7 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 			route.Request = append(route.Request, auth)
 		}
 
-		limits, err := rateLimitStage(cfg, state, rc)
+		limits, err := lb.rateLimitStage(rc)
 		if err != nil {
 			probs.Add(path+".rate_limits", err)
 		}
@@ -168,56 +173,129 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 	}), nil
 }
 
+// limitBuilder turns configured limits into ratelimit rules, compiling each
+// key expression once however many routes and plans apply it.
+type limitBuilder struct {
+	cfg     *config.Config
+	state   *State
+	persist bool // a real State: memory quotas are saved to state.quotas_file
+	exprs   map[string]*expr.Program
+	plans   map[string][]ratelimit.Rule // plan rules by plan name, per upstream is not needed: plans never key by upstream
+}
+
 // rateLimitStage compiles the limits of a route: its upstream's, then its
-// own.
-func rateLimitStage(cfg *config.Config, state *State, rc *config.Route) (*ratelimit.Stage, error) {
+// own, and, on routes with auth, those of the principal's plan.
+func (b *limitBuilder) rateLimitStage(rc *config.Route) (*ratelimit.Stage, error) {
 	var names []string
-	if u := cfg.Upstreams[rc.Upstream]; u != nil {
+	if u := b.cfg.Upstreams[rc.Upstream]; u != nil {
 		names = append(names, u.RateLimits...)
 	}
 	names = append(names, rc.RateLimits...)
+	rules, err := b.rules(names, rc.Upstream)
+	if err != nil {
+		return nil, err
+	}
+	plans := ratelimit.Plans{Default: b.cfg.DefaultPlan, Claim: b.cfg.PlanClaim}
+	if rc.Auth != nil && len(b.cfg.Plans) > 0 {
+		plans.Rules = make(map[string][]ratelimit.Rule, len(b.cfg.Plans))
+		for name, pl := range b.cfg.Plans {
+			if pl == nil {
+				continue
+			}
+			pr, err := b.rules(pl.RateLimits, rc.Upstream)
+			if err != nil {
+				return nil, fmt.Errorf("plan %s: %w", name, err)
+			}
+			plans.Rules[name] = pr
+		}
+	} else {
+		plans.Default = ""
+	}
+	return ratelimit.NewPlanStage(rules, plans)
+}
+
+// rules builds the named limits as a route forwarding to upstream applies them.
+func (b *limitBuilder) rules(names []string, upstream string) ([]ratelimit.Rule, error) {
 	var rules []ratelimit.Rule
 	for _, name := range names {
-		lc := cfg.RateLimits[name]
+		lc := b.cfg.RateLimits[name]
 		if lc == nil {
 			continue
 		}
+		r := ratelimit.Rule{Name: name, IPv6Prefix: lc.IPv6Prefix, Upstream: upstream}
+		if err := b.setKey(&r, name, lc); err != nil {
+			return nil, err
+		}
 		if lc.MaxInFlight > 0 {
-			r := ratelimit.Rule{Name: name, MaxInFlight: lc.MaxInFlight, InFlight: state.InFlight(), IPv6Prefix: lc.IPv6Prefix, Upstream: rc.Upstream}
-			if err := setRuleKey(&r, lc.Key); err != nil {
-				return nil, err
-			}
+			r.MaxInFlight, r.InFlight = lc.MaxInFlight, b.state.InFlight()
 			rules = append(rules, r)
 			continue
 		}
-		rule := ratelimit.Rule{
-			Name:       name,
-			Limit:      ratelimit.Limit{Rate: lc.Rate, Period: lc.Per.D(), Burst: lc.Burst},
-			IPv6Prefix: lc.IPv6Prefix,
-			Upstream:   rc.Upstream,
-			LocalShare: lc.LocalShare,
-			Headers:    *lc.Headers,
+		r.Limit = ratelimit.Limit{Rate: lc.Rate, Period: lc.Per.D(), Burst: lc.Burst}
+		r.MaxDelay = lc.MaxDelay.D()
+		r.LocalShare = lc.LocalShare
+		r.Headers = *lc.Headers
+		if lc.Quota > 0 {
+			period, err := ratelimit.ParsePeriod(lc.Period)
+			if err != nil {
+				return nil, err
+			}
+			loc := time.UTC
+			if lc.TimeZone != "" {
+				if loc, err = time.LoadLocation(lc.TimeZone); err != nil {
+					return nil, fmt.Errorf("%s: time zone: %w", name, err)
+				}
+			}
+			r.Quota = &ratelimit.Quota{Limit: lc.Quota, Period: period, Location: loc}
 		}
 		policy, err := ratelimit.ParsePolicy(lc.OnRedisError)
 		if err != nil {
 			return nil, err
 		}
-		rule.Policy = policy
-		if err := setRuleKey(&rule, lc.Key); err != nil {
-			return nil, err
-		}
-		if lc.Store == "redis" && cfg.State.Redis != nil {
-			st, err := state.shared(cfg.State.Redis)
+		r.Policy = policy
+		if lc.Store == "redis" && b.cfg.State.Redis != nil {
+			st, err := b.state.shared(b.cfg.State.Redis)
 			if err != nil {
 				return nil, err
 			}
-			rule.Store = st
+			r.Store = st
 		} else {
-			rule.Store = state.Memory()
+			r.Store = b.state.Memory()
+			if r.Quota != nil && b.persist {
+				if err := b.state.persistQuotas(quotasPath(b.cfg)); err != nil {
+					return nil, err
+				}
+			}
 		}
-		rules = append(rules, rule)
+		rules = append(rules, r)
 	}
-	return ratelimit.NewStage(rules)
+	return rules, nil
+}
+
+// setKey sets what r counts by: a key kind, or a compiled key expression.
+func (b *limitBuilder) setKey(r *ratelimit.Rule, name string, lc *config.RateLimit) error {
+	if lc.KeyExpr == "" {
+		return setRuleKey(r, lc.Key)
+	}
+	p := b.exprs[name]
+	if p == nil {
+		var err error
+		if p, err = expr.Compile(lc.KeyExpr, expr.String, expr.Options{}); err != nil {
+			return fmt.Errorf("%s: key_expr: %w", name, err)
+		}
+		b.exprs[name] = p
+	}
+	r.Key, r.Expr = ratelimit.KeyExpr, p.EvalString
+	return nil
+}
+
+// quotasPath is state.quotas_file, relative to the configuration file.
+func quotasPath(cfg *config.Config) string {
+	p := cfg.State.QuotasFile
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(cfg.File()), p)
 }
 
 // setRuleKey sets what a rule counts by from the configuration's key.

@@ -30,6 +30,8 @@ type State struct {
 	memory   *ratelimit.Memory
 	redis    map[string]*sharedStore // by connection settings
 	keys     map[string]*lazyKeys    // API key caches by store
+	quotas   *ratelimit.QuotaFile    // saves the memory store's quotas, once a quota needs it
+	quotasAt string                  // its path
 }
 
 type sharedStore struct {
@@ -62,6 +64,27 @@ func (s *State) Memory() *ratelimit.Memory {
 		s.memory = ratelimit.NewMemory(ratelimit.MemoryOptions{})
 	}
 	return s.memory
+}
+
+// persistQuotas makes the memory store's quotas survive restarts by saving
+// them in the bbolt file at path, opened on first use and kept for the
+// life of the process; a reload cannot move it.
+func (s *State) persistQuotas(path string) error {
+	mem := s.Memory()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.quotas != nil {
+		if path != s.quotasAt {
+			return fmt.Errorf("state.quotas_file changed from %s to %s: moving it needs a restart", s.quotasAt, path)
+		}
+		return nil
+	}
+	f, err := ratelimit.OpenQuotaFile(path, mem, ratelimit.QuotaFileOptions{Log: s.log.With("component", "quotas")})
+	if err != nil {
+		return err
+	}
+	s.quotas, s.quotasAt = f, path
+	return nil
 }
 
 // shared returns the Redis-backed store for cfg, creating the client on first
@@ -132,6 +155,12 @@ func (s *State) shared(cfg *config.Redis) (ratelimit.Store, error) {
 func (s *State) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.quotas != nil {
+		if err := s.quotas.Close(); err != nil {
+			s.log.Error("saving quotas at shutdown failed", "error", err)
+		}
+		s.quotas = nil
+	}
 	if s.memory != nil {
 		s.memory.Close()
 	}

@@ -6,9 +6,9 @@
 -- The key holds the TAT: int64 nanoseconds since the Unix epoch, in decimal.
 -- A missing key is TAT 0, as in decide().
 --
--- charge: ARGV = {"charge", now, cost*T, T+tau, ttl margin ms}
---   Applies GCRA: tat = max(tat, now); admitted when now + T + tau >= tat +
---   cost*T (decide's "now >= allowAt"), and then the key becomes tat + cost*T
+-- charge: ARGV = {"charge", now, cost*T, T+tau+max delay, ttl margin ms}
+--   Applies GCRA: tat = max(tat, now); admitted when now + T + tau + max
+--   delay >= tat + cost*T (decideDelay's "allowAt - now <= maxDelay"), and then the key becomes tat + cost*T
 --   with a TTL of (new TAT - now) + margin. A refusal writes nothing.
 --   Returns {admitted 1|0, old TAT or "", now, TAT after}. The Go side runs
 --   decide() on (old TAT, now) to build the Result and checks that it agrees.
@@ -22,6 +22,17 @@
 --   clock, now is later than any intervening writer's, so others' charges
 --   are never taken off; with callers' clocks, at most their skew.)
 --   Returns 1 if it changed the key, else 0.
+--
+-- quota: ARGV = {"quota", now, cost, quota, ttl margin ms, window end}
+--   A quota's key holds the plain count of its window (the key names the
+--   window; its end is int64 ns like now). Admitted when count + cost <=
+--   quota: the key becomes count + cost and expires margin ms after the
+--   window ends, by now's clock. A refusal writes
+--   nothing. Returns {admitted 1|0, old count or "", now, count after}.
+--
+-- qrefund: ARGV = {"qrefund", now, cost, "", ttl margin ms}
+--   Takes a quota charge back: count - cost, the key removed at zero, its
+--   expiry kept. Returns 1 if it changed the key, else 0.
 --
 -- now is "" to use the server's clock (redis.call('TIME')).
 --
@@ -162,6 +173,57 @@ if op == 'charge' then
 	local ds, dn = sub(xs, xn, ns, nn)
 	redis.call('SET', KEYS[1], new, 'PX', ttl(ds, dn, margin))
 	return {1, old, fmt(ns, nn), new}
+end
+
+-- count reads a non-negative integer argument below 2^53, exact in Lua.
+local function count(v)
+	if type(v) ~= 'string' or not string.find(v, '^%d+$') or #v > 16 then
+		return nil
+	end
+	return tonumber(v)
+end
+
+if op == 'quota' then
+	local cost, quota = count(ARGV[3]), count(ARGV[4])
+	local es, en = parse(ARGV[6])
+	if not cost or not quota or not es then
+		return bad('quota')
+	end
+	local used = 0
+	if cur then
+		used = count(cur)
+		if not used then
+			return bad('stored count')
+		end
+	end
+	local old = cur or ''
+	if used + cost > quota then
+		return {0, old, fmt(ns, nn), old}
+	end
+	local new = string.format('%d', used + cost)
+	local ds, dn = sub(es, en, ns, nn)
+	redis.call('SET', KEYS[1], new, 'PX', ttl(ds, dn, margin))
+	return {1, old, fmt(ns, nn), new}
+end
+
+if op == 'qrefund' then
+	local cost = count(ARGV[3])
+	if not cost then
+		return bad('cost')
+	end
+	if not cur then
+		return 0
+	end
+	local used = count(cur)
+	if not used then
+		return bad('stored count')
+	end
+	if used <= cost then
+		redis.call('DEL', KEYS[1])
+	else
+		redis.call('SET', KEYS[1], string.format('%d', used - cost), 'KEEPTTL')
+	end
+	return 1
 end
 
 if op == 'refund' then

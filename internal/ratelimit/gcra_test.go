@@ -85,3 +85,37 @@ func TestParsePolicy(t *testing.T) {
 		t.Error("an unknown policy was accepted")
 	}
 }
+
+// TestDecideThrottle checks that a request that fits within the maximum
+// delay is admitted with the delay to hold it, that held requests queue at
+// the sustained rate, and that one beyond the delay is refused uncharged.
+func TestDecideThrottle(t *testing.T) {
+	l := Limit{Rate: 10, Period: time.Second, Burst: 2} // T = 100ms, tau = 100ms
+	ms := int64(time.Millisecond)
+	maxDelay := 250 * ms
+	tests := []struct {
+		desc    string
+		at      int64 // ms
+		allowed bool
+		delay   time.Duration
+		retry   time.Duration
+	}{
+		{desc: "burst 1", at: 0, allowed: true},
+		{desc: "burst 2", at: 0, allowed: true},
+		{desc: "held one emission", at: 0, allowed: true, delay: 100 * time.Millisecond},
+		{desc: "held two emissions", at: 0, allowed: true, delay: 200 * time.Millisecond},
+		{desc: "three emissions is past the max delay", at: 0, allowed: false, retry: 300 * time.Millisecond},
+		{desc: "later, the queue moved", at: 100, allowed: true, delay: 200 * time.Millisecond},
+	}
+	var tat int64
+	for _, tt := range tests {
+		res, next := decideDelay(tat, tt.at*ms, l, 1, maxDelay)
+		if res.Allowed != tt.allowed || res.Delay != tt.delay || res.RetryAfter != tt.retry {
+			t.Fatalf("%s: got %+v, want allowed %v delay %v retry %v", tt.desc, res, tt.allowed, tt.delay, tt.retry)
+		}
+		if !res.Allowed && next != tat {
+			t.Fatalf("%s: a refusal changed the TAT", tt.desc)
+		}
+		tat = next
+	}
+}

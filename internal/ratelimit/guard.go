@@ -296,6 +296,10 @@ func localCheck(c Check) Check {
 	if !(share > 0 && share <= 1) {
 		share = 1
 	}
+	if c.Kind == KindQuota {
+		c.Quota = max(1, int64(float64(c.Quota)*share))
+		return c
+	}
 	c.Limit.Rate = max(1, int64(float64(c.Limit.Rate)*share))
 	c.Limit.Burst = max(1, int64(float64(c.Limit.Burst)*share))
 	return c

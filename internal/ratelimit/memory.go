@@ -7,6 +7,7 @@ import (
 	"math/bits"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -62,6 +63,10 @@ type Memory struct {
 	mask   uint64
 	shards []memShard
 
+	// trackQuotas makes charges of quota keys mark them dirty, for a
+	// QuotaFile to persist (see QuotaFile).
+	trackQuotas atomic.Bool
+
 	stopOnce sync.Once
 	stop     chan struct{} // closed by Close; nil without a janitor
 	done     chan struct{} // closed when the janitor has returned
@@ -71,10 +76,11 @@ type Memory struct {
 // memShard is one locked part of a Memory, padded to its own cache line so
 // that busy shards do not slow their neighbours.
 type memShard struct {
-	mu   sync.Mutex
-	tats map[string]int64 // key -> TAT in Unix nanoseconds
-	peak int              // most keys held since the map was last sized
-	_    [40]byte
+	mu    sync.Mutex
+	tats  map[string]int64    // key -> TAT in Unix nanoseconds
+	peak  int                 // most keys held since the map was last sized
+	dirty map[string]struct{} // quota keys charged since the last drain, when tracked
+	_     [32]byte
 }
 
 // NewMemory returns an empty Memory and, unless o.SweepInterval is
@@ -179,10 +185,13 @@ func (m *Memory) allowOne(now int64, c *Check, r *Result) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	tat, found := s.tats[c.Key]
-	res, next := decide(tat, now, c.Limit, c.Cost)
+	res, next := decideCheck(tat, now, c)
 	*r = res
 	if res.Allowed {
 		s.store(c.Key, next, found)
+		if c.Kind == KindQuota && m.trackQuotas.Load() {
+			s.markDirty(c.Key)
+		}
 	}
 	return res.Allowed
 }
@@ -234,21 +243,25 @@ func (m *Memory) allowMany(now int64, checks []Check, results []Result) bool {
 			p.stored, p.found = m.shards[p.shard].tats[c.Key]
 			tat = p.stored
 		}
-		results[i], p.tat = decide(tat, now, c.Limit, c.Cost)
+		results[i], p.tat = decideCheck(tat, now, c)
 		allowed = allowed && results[i].Allowed
 	}
 
 	if !allowed {
 		for i := range checks {
 			if results[i].Allowed {
-				results[i] = uncharged(pend[i].stored, now, checks[i].Limit)
+				results[i] = unchargedCheck(pend[i].stored, now, &checks[i])
 			}
 		}
 		return false
 	}
+	track := m.trackQuotas.Load()
 	for i := range checks {
 		if p := &pend[i]; !p.superseded {
 			m.shards[p.shard].store(checks[i].Key, p.tat, p.found)
+			if track && checks[i].Kind == KindQuota {
+				m.shards[p.shard].markDirty(checks[i].Key)
+			}
 		}
 	}
 	return true
@@ -298,6 +311,52 @@ func (s *memShard) store(key string, tat int64, found bool) {
 	if len(s.tats) > s.peak {
 		s.peak = len(s.tats)
 	}
+}
+
+// markDirty records that the quota key changed; s.mu must be held.
+func (s *memShard) markDirty(key string) {
+	if s.dirty == nil {
+		s.dirty = make(map[string]struct{})
+	}
+	if _, ok := s.dirty[key]; !ok {
+		s.dirty[strings.Clone(key)] = struct{}{}
+	}
+}
+
+// quotaState is a quota key's value as a QuotaFile persists it; v is 0 when
+// the key is gone (swept).
+type quotaState struct {
+	key string
+	v   int64
+}
+
+// drainDirty returns the quota keys charged since the last call, with
+// their current values, and forgets them.
+func (m *Memory) drainDirty() []quotaState {
+	var out []quotaState
+	for i := range m.shards {
+		s := &m.shards[i]
+		s.mu.Lock()
+		for k := range s.dirty {
+			out = append(out, quotaState{key: k, v: s.tats[k]})
+		}
+		clear(s.dirty)
+		s.mu.Unlock()
+	}
+	return out
+}
+
+// restore sets key to v unless the key holds a larger value already (a
+// charge since the process started); QuotaFile loads saved counts with it.
+func (m *Memory) restore(key string, v int64) {
+	s := &m.shards[m.shardOf(key)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, found := s.tats[key]
+	if found && cur >= v {
+		return
+	}
+	s.store(key, v, found)
 }
 
 // Sweep forgets every key whose TAT is at or before now: such a key is back

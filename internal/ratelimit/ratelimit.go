@@ -97,11 +97,23 @@ var ErrUnavailable = errors.New("rate limiter unavailable")
 // Check is one limit to apply to one request.
 type Check struct {
 	Key   string // the limited subject, already namespaced by the caller (limit name + key value)
+	Kind  Kind   // KindRate (Limit) or KindQuota (Quota, WindowEnd)
 	Limit Limit
 	Cost  int64 // requests this one counts as; 0 means 1
 
+	// Quota and WindowEnd describe a KindQuota check: at most Quota
+	// requests in the window that ends at WindowEnd (Unix nanoseconds).
+	// The Key must name the window (see Quota.Window).
+	Quota     int64
+	WindowEnd int64
+
 	OnUnavailable Policy  // what to do when the shared store cannot decide
 	LocalShare    float64 // with Local: the share of Limit this instance applies alone, in (0, 1]
+
+	// MaxDelay throttles instead of refusing: a request that would fit
+	// within MaxDelay is admitted and charged now, with Result.Delay saying
+	// how long the caller must hold it before forwarding. 0 refuses at once.
+	MaxDelay time.Duration
 }
 
 // Result is the state of one limit after a decision.
@@ -110,6 +122,7 @@ type Result struct {
 	Remaining  int64         // requests that would still be admitted right now
 	RetryAfter time.Duration // if not allowed: how long until this request would be; else 0
 	ResetAfter time.Duration // how long until the limit is back to its full burst
+	Delay      time.Duration // if allowed by throttling: how long to hold the request first
 }
 
 // Store applies several limits to one request at once: the request is
@@ -131,6 +144,25 @@ type Store interface {
 // returns the result and the new TAT (unchanged when refused). All
 // arithmetic is in int64 nanoseconds; the Redis script mirrors it.
 func decide(tat, now int64, l Limit, cost int64) (Result, int64) {
+	return decideDelay(tat, now, l, cost, 0)
+}
+
+// decideCheck is decide for a Check of either kind, throttling a rate
+// limit by its MaxDelay.
+func decideCheck(tat, now int64, c *Check) (Result, int64) {
+	if c.Kind == KindQuota {
+		return decideQuota(tat, now, c)
+	}
+	return decideDelay(tat, now, c.Limit, c.Cost, int64(c.MaxDelay))
+}
+
+// decideDelay is decide with throttling: a request that fits within
+// maxDelay of now is admitted and charged at once, as if it arrived at its
+// allowAt, and Result.Delay says how long to hold it. Its TAT then runs up
+// to maxDelay further ahead than the burst tolerance, so the requests that
+// follow wait their turn behind it: held requests are served at the
+// sustained rate, in order, and never more than maxDelay late.
+func decideDelay(tat, now int64, l Limit, cost int64, maxDelay int64) (Result, int64) {
 	if cost <= 0 {
 		cost = 1
 	}
@@ -146,6 +178,13 @@ func decide(tat, now int64, l Limit, cost int64) (Result, int64) {
 	}
 	newTAT := tat + cost*t
 	allowAt := newTAT - t - tau // the earliest instant this request fits
+	if now < allowAt && allowAt-now <= maxDelay {
+		return Result{
+			Allowed:    true,
+			Delay:      time.Duration(allowAt - now),
+			ResetAfter: time.Duration(newTAT - now),
+		}, newTAT
+	}
 	if now < allowAt {
 		return Result{
 			Allowed:    false,
@@ -174,11 +213,17 @@ func remaining(tat, now, t, tau int64) int64 {
 // valid (which bounds the full refill by maxSpan) and its cost does not span
 // more than maxSpan either. Stores refuse such checks with an error.
 func checkSpan(c Check) error {
+	if c.Kind == KindQuota {
+		return checkQuota(c)
+	}
 	if err := c.Limit.Validate(); err != nil {
 		return err
 	}
 	if c.Cost > maxSpan/int64(c.Limit.Emission()) {
 		return fmt.Errorf("cost %d takes more than 50 years to refill", c.Cost)
+	}
+	if c.MaxDelay < 0 || int64(c.MaxDelay) > maxSpan {
+		return fmt.Errorf("max delay %s out of range", c.MaxDelay)
 	}
 	return nil
 }
@@ -186,6 +231,16 @@ func checkSpan(c Check) error {
 // uncharged is the Result of a check that would have admitted a request that
 // another check refused: its state without the charge.
 func uncharged(tat, now int64, l Limit) Result {
+	return unchargedCheck(tat, now, &Check{Limit: l})
+}
+
+// unchargedCheck is uncharged for a Check of either kind.
+func unchargedCheck(tat, now int64, c *Check) Result {
+	if c.Kind == KindQuota {
+		left := max(c.Quota-quotaUsed(tat, c.WindowEnd), 0)
+		return Result{Allowed: true, Remaining: left, ResetAfter: time.Duration(max(c.WindowEnd-now, 0))}
+	}
+	l := c.Limit
 	tat = max(tat, now)
 	return Result{
 		Allowed:    true,

@@ -103,9 +103,13 @@ func (r *Redis) Allow(ctx context.Context, now time.Time, checks []Check, result
 
 	calls := make([]redisCall, len(checks))
 	for i, c := range checks {
-		t := int64(c.Limit.Emission())
 		calls[i].key[0] = r.prefix + c.Key
-		calls[i].args = []any{"charge", nowArg, max(c.Cost, 1) * t, t + int64(c.Limit.Tolerance()), margin}
+		if c.Kind == KindQuota {
+			calls[i].args = []any{"quota", nowArg, max(c.Cost, 1), c.Quota, margin, c.WindowEnd}
+			continue
+		}
+		t := int64(c.Limit.Emission())
+		calls[i].args = []any{"charge", nowArg, max(c.Cost, 1) * t, t + int64(c.Limit.Tolerance()) + int64(c.MaxDelay), margin}
 	}
 	r.eval(ctx, calls)
 
@@ -113,6 +117,9 @@ func (r *Redis) Allow(ctx context.Context, now time.Time, checks []Check, result
 	var failed error
 	for i, c := range checks {
 		rep, err := parseGCRAReply(calls[i].cmd)
+		if err == nil && c.Kind == KindQuota {
+			rep = rep.quotaState(c.WindowEnd)
+		}
 		if err == nil && !r.serverTime && rep.now != now.UnixNano() {
 			err = fmt.Errorf("script ran at %d, not the %d it was given", rep.now, now.UnixNano())
 		}
@@ -131,16 +138,16 @@ func (r *Redis) Allow(ctx context.Context, now time.Time, checks []Check, result
 	}
 
 	allowed := true
-	for i, c := range checks {
-		results[i], _ = decide(replies[i].old, replies[i].now, c.Limit, c.Cost)
+	for i := range checks {
+		results[i], _ = decideCheck(replies[i].old, replies[i].now, &checks[i])
 		allowed = allowed && results[i].Allowed
 	}
 	if allowed {
 		return true, nil
 	}
-	for i, c := range checks {
+	for i := range checks {
 		if replies[i].admitted {
-			results[i] = uncharged(replies[i].old, replies[i].now, c.Limit)
+			results[i] = unchargedCheck(replies[i].old, replies[i].now, &checks[i])
 		}
 	}
 	r.refund(ctx, calls, replies, nowArg, margin)
@@ -155,10 +162,11 @@ func (r *Redis) refund(ctx context.Context, calls []redisCall, replies []gcraRep
 		if !replies[i].admitted {
 			continue
 		}
-		undo = append(undo, redisCall{
-			key:  calls[i].key,
-			args: []any{"refund", nowArg, replies[i].oldRaw, replies[i].nextRaw, margin},
-		})
+		args := []any{"refund", nowArg, replies[i].oldRaw, replies[i].nextRaw, margin}
+		if calls[i].args[0] == "quota" {
+			args = []any{"qrefund", nowArg, calls[i].args[2], "", margin}
+		}
+		undo = append(undo, redisCall{key: calls[i].key, args: args})
 	}
 	if len(undo) == 0 {
 		return
@@ -253,10 +261,22 @@ func parseGCRAReply(cmd *redis.Cmd) (gcraReply, error) {
 	return rep, nil
 }
 
+// quotaState turns a quota reply's counts into the values the memory store
+// would hold (windowEnd + count, 0 for none), which decideCheck reads.
+func (rep gcraReply) quotaState(windowEnd int64) gcraReply {
+	if rep.old > 0 {
+		rep.old += windowEnd
+	}
+	if rep.next > 0 {
+		rep.next += windowEnd
+	}
+	return rep
+}
+
 // check reports whether the script's decision is decide()'s for c: the
 // Result comes from decide(), so the two must never part.
 func (rep gcraReply) check(c Check) error {
-	res, next := decide(rep.old, rep.now, c.Limit, c.Cost)
+	res, next := decideCheck(rep.old, rep.now, &c)
 	if res.Allowed != rep.admitted || (rep.admitted && next != rep.next) {
 		return fmt.Errorf("script and decide disagree: script admitted %v TAT %d, decide admitted %v TAT %d",
 			rep.admitted, rep.next, res.Allowed, next)

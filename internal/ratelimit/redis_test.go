@@ -138,7 +138,7 @@ func (m *gcraModel) Allow(_ context.Context, now time.Time, checks []Check, resu
 			old = m.tat[c.Key]
 		}
 		olds[i] = old
-		res, next := decide(old, n, c.Limit, c.Cost)
+		res, next := decideCheck(old, n, &c)
 		results[i] = res
 		if res.Allowed {
 			staged[c.Key] = next
@@ -153,6 +153,11 @@ func (m *gcraModel) Allow(_ context.Context, now time.Time, checks []Check, resu
 		return true, nil
 	}
 	for i, c := range checks {
+		if results[i].Allowed && c.Kind == KindQuota {
+			used := quotaUsed(olds[i], c.WindowEnd)
+			results[i] = Result{Allowed: true, Remaining: c.Quota - used, ResetAfter: time.Duration(c.WindowEnd - n)}
+			continue
+		}
 		if results[i].Allowed { // its state without the charge
 			tat := max(olds[i], n)
 			t, tau := int64(c.Limit.Emission()), int64(c.Limit.Tolerance())
@@ -182,7 +187,7 @@ func assertParity(t *testing.T, client redis.UniversalClient, r *Redis, reqs []p
 	t.Helper()
 	ctx := context.Background()
 	model := newGCRAModel()
-	keys := map[string]bool{}
+	keys := map[string]int64{} // key -> quota window end, 0 for rate limits
 	var admitted, refused int
 	for i, req := range reqs {
 		got := make([]Result, len(req.checks))
@@ -202,11 +207,14 @@ func assertParity(t *testing.T, client redis.UniversalClient, r *Redis, reqs []p
 			refused++
 		}
 		for _, c := range req.checks {
-			keys[c.Key] = true
+			keys[c.Key] = c.WindowEnd
 		}
 	}
-	for k := range keys {
+	for k, end := range keys {
 		want, ok := model.get(k)
+		if ok && end > 0 {
+			want = quotaUsed(want, end) // Redis holds a quota's plain count
+		}
 		v, err := client.Get(ctx, r.prefix+k).Result()
 		switch {
 		case errors.Is(err, redis.Nil):
@@ -267,10 +275,20 @@ func TestRedisDecideParity(t *testing.T) {
 		}
 		checks := make([]Check, 1+rng.IntN(3))
 		for j := range checks {
+			if rng.IntN(5) == 0 { // a daily quota of 1 to 40 requests
+				q := Quota{Limit: 1 + rng.Int64N(40), Period: Day}
+				id, _, end := q.Window(time.Unix(0, now))
+				checks[j] = Check{Key: "q" + strconv.FormatInt(q.Limit%3, 10) + ":" + id, Kind: KindQuota, Quota: q.Limit, WindowEnd: end.UnixNano(), Cost: rng.Int64N(3)}
+				continue
+			}
 			k := rng.IntN(len(limits))
 			checks[j] = Check{Key: "k" + strconv.Itoa(k), Limit: limits[k], Cost: rng.Int64N(4)} // 0 counts as 1
+			if rng.IntN(4) == 0 {                                                                // throttled: admitted with a delay when it fits
+				checks[j].MaxDelay = time.Duration(rng.Int64N(int64(3 * limits[k].Emission())))
+			}
 			if checkSpan(checks[j]) != nil {
-				checks[j].Cost = 1 // a cost of more than 50 years is an error, not a decision
+				// a cost or delay of more than 50 years is an error, not a decision
+				checks[j].Cost, checks[j].MaxDelay = 1, 0
 			}
 		}
 		reqs[i] = parityRequest{now: now, checks: checks}

@@ -17,8 +17,10 @@ import (
 // Reasons the rate-limit stage refuses requests with.
 const (
 	ReasonRateLimited        = "rate_limited"
+	ReasonQuotaExceeded      = "quota_exceeded"
 	ReasonLimiterUnavailable = "limiter_unavailable"
 	ReasonConcurrencyLimited = "concurrency_limited"
+	ReasonPlanUnknown        = "plan_unknown"
 )
 
 // KeyKind says what a rule counts requests by.
@@ -33,6 +35,7 @@ const (
 	KeyHeader
 	KeyPrincipal // the authenticated subject; unauthenticated requests count by client address
 	KeyAPIKey    // the API key ID; requests without one count by principal, then client address
+	KeyExpr      // the string a compiled expression (CEL) returns for the request
 )
 
 // Rule is one configured limit as a route applies it. Build rules at
@@ -53,19 +56,41 @@ type Rule struct {
 	// InFlight instead of a rate (Limit and Store are then unused).
 	MaxInFlight int64
 	InFlight    *Concurrency
+
+	// Quota, when set, makes the rule a quota per calendar window instead
+	// of a rate (Limit is then unused).
+	Quota *Quota
+
+	// MaxDelay throttles: a request over the rate that fits within MaxDelay
+	// is held until its turn instead of refused. 0 refuses.
+	MaxDelay time.Duration
+
+	// Expr computes the key of a KeyExpr rule. An evaluation error counts
+	// the request under one shared "!error" key, so a request cannot escape
+	// the limit by making the expression fail.
+	Expr func(ex *gateway.Exchange) (string, error)
 }
 
 // maxKeyValue bounds the part of a key taken from the request: longer header
 // values are hashed, so a client cannot make keys arbitrarily large.
 const maxKeyValue = 64
 
-// Stage applies a route's rate limits. It is a request stage (deciding) and a
-// response stage (announcing the limits in RateLimit headers). A Stage is
-// immutable and safe for concurrent use.
+// Stage applies a route's rate limits and quotas, and those of the
+// principal's plan. It is a request stage (deciding) and a response stage
+// (announcing the limits in RateLimit headers). A Stage is immutable and
+// safe for concurrent use.
 type Stage struct {
+	base        *ruleSet            // the route's own rules
+	plans       map[string]*ruleSet // the route's rules plus each plan's
+	defaultPlan string              // plan of principals that name none
+	planClaim   string              // claim naming the plan, for token principals
+	headers     bool                // some rule announces itself on allowed responses
+}
+
+// ruleSet is the rules one request meets, compiled for checking.
+type ruleSet struct {
 	inflight []*Rule // concurrency limits, checked first
-	groups   []group // rules by store, memory before shared stores
-	headers  bool    // some rule announces itself on allowed responses
+	groups   []group // rate limits and quotas by store, memory before shared stores
 }
 
 type group struct {
@@ -78,44 +103,45 @@ type group struct {
 // refused by a later store keeps the charge on an earlier one (a refusal by a
 // store charges nothing in that store).
 func NewStage(rules []Rule) (*Stage, error) {
-	if len(rules) == 0 {
+	return NewPlanStage(rules, Plans{})
+}
+
+// Plans are the limits principals meet by plan, on top of a route's.
+type Plans struct {
+	Rules   map[string][]Rule // by plan name
+	Default string            // plan of principals that name none; "" for none
+	Claim   string            // token claim naming the plan when the principal's Plan is empty
+}
+
+// NewPlanStage is NewStage with plans: an authenticated request whose
+// principal names a plan (its Plan, else the string claim plans.Claim), or
+// any authenticated request when plans.Default is set, meets the rules of
+// that plan besides the route's. A principal naming a plan that is not in
+// plans.Rules is refused with 403 plan_unknown. It returns nil when there
+// are no rules and no plans.
+func NewPlanStage(rules []Rule, plans Plans) (*Stage, error) {
+	if len(rules) == 0 && len(plans.Rules) == 0 {
 		return nil, nil
 	}
-	s := &Stage{}
+	if plans.Default != "" && plans.Rules[plans.Default] == nil {
+		return nil, errors.New("default plan " + strconv.Quote(plans.Default) + " is not defined")
+	}
+	s := &Stage{defaultPlan: plans.Default, planClaim: plans.Claim}
 	var errs []error
-	for i := range rules {
-		r := &rules[i]
-		if r.MaxInFlight > 0 {
-			if r.InFlight == nil {
-				errs = append(errs, errors.New(r.Name+": no in-flight counter"))
+	var err error
+	if s.base, err = s.compile(rules); err != nil {
+		errs = append(errs, err)
+	}
+	if len(plans.Rules) > 0 {
+		s.plans = make(map[string]*ruleSet, len(plans.Rules))
+		for name, extra := range plans.Rules {
+			all := append(append([]Rule(nil), rules...), extra...)
+			rs, err := s.compile(all)
+			if err != nil {
+				errs = append(errs, errors.New("plan "+name+": "+err.Error()))
 				continue
 			}
-			s.inflight = append(s.inflight, r)
-			continue
-		}
-		if err := r.Limit.Validate(); err != nil {
-			errs = append(errs, errors.New(r.Name+": "+err.Error()))
-			continue
-		}
-		if r.Store == nil {
-			errs = append(errs, errors.New(r.Name+": no store"))
-			continue
-		}
-		s.headers = s.headers || r.Headers
-		placed := false
-		for gi := range s.groups {
-			if s.groups[gi].store == r.Store {
-				s.groups[gi].rules = append(s.groups[gi].rules, r)
-				placed = true
-			}
-		}
-		if !placed {
-			g := group{store: r.Store, rules: []*Rule{r}}
-			if _, local := r.Store.(*Memory); local {
-				s.groups = append([]group{g}, s.groups...)
-			} else {
-				s.groups = append(s.groups, g)
-			}
+			s.plans[name] = rs
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -124,12 +150,97 @@ func NewStage(rules []Rule) (*Stage, error) {
 	return s, nil
 }
 
+// compile groups rules by store for checking.
+func (s *Stage) compile(rules []Rule) (*ruleSet, error) {
+	rs := &ruleSet{}
+	var errs []error
+	for i := range rules {
+		r := &rules[i]
+		if r.MaxInFlight > 0 {
+			if r.InFlight == nil {
+				errs = append(errs, errors.New(r.Name+": no in-flight counter"))
+				continue
+			}
+			rs.inflight = append(rs.inflight, r)
+			continue
+		}
+		if r.Key == KeyExpr && r.Expr == nil {
+			errs = append(errs, errors.New(r.Name+": no key expression"))
+			continue
+		}
+		if r.Quota != nil {
+			if err := r.Quota.Validate(); err != nil {
+				errs = append(errs, errors.New(r.Name+": "+err.Error()))
+				continue
+			}
+		} else if err := r.Limit.Validate(); err != nil {
+			errs = append(errs, errors.New(r.Name+": "+err.Error()))
+			continue
+		}
+		if r.MaxDelay < 0 || int64(r.MaxDelay) > maxSpan {
+			errs = append(errs, errors.New(r.Name+": max delay out of range"))
+			continue
+		}
+		if r.Store == nil {
+			errs = append(errs, errors.New(r.Name+": no store"))
+			continue
+		}
+		s.headers = s.headers || r.Headers
+		placed := false
+		for gi := range rs.groups {
+			if rs.groups[gi].store == r.Store {
+				rs.groups[gi].rules = append(rs.groups[gi].rules, r)
+				placed = true
+			}
+		}
+		if !placed {
+			g := group{store: r.Store, rules: []*Rule{r}}
+			if _, local := r.Store.(*Memory); local {
+				rs.groups = append([]group{g}, rs.groups...)
+			} else {
+				rs.groups = append(rs.groups, g)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return rs, nil
+}
+
+// rules returns the rule set ex meets: the route's, or with its plan's.
+func (s *Stage) rules(ex *gateway.Exchange) (*ruleSet, error) {
+	if s.plans == nil || ex.Principal == nil {
+		return s.base, nil
+	}
+	plan := ex.Principal.Plan
+	if plan == "" && s.planClaim != "" {
+		plan, _ = ex.Principal.Claims[s.planClaim].(string)
+	}
+	if plan == "" {
+		if s.defaultPlan == "" {
+			return s.base, nil
+		}
+		plan = s.defaultPlan
+	}
+	rs := s.plans[plan]
+	if rs == nil {
+		return nil, &gateway.Reject{Status: http.StatusForbidden, ReasonID: ReasonPlanUnknown,
+			Detail: "principal's plan " + strconv.Quote(plan) + " is not configured"}
+	}
+	return rs, nil
+}
+
 // ProcessRequest checks every limit of the route and records their state on
 // the exchange. It refuses with 429 rate_limited (Retry-After and RateLimit
 // headers), or 503 limiter_unavailable when a fail_closed limit's shared
 // store cannot decide.
 func (s *Stage) ProcessRequest(ctx context.Context, ex *gateway.Exchange) error {
-	for _, r := range s.inflight {
+	rs, err := s.rules(ex)
+	if err != nil {
+		return err
+	}
+	for _, r := range rs.inflight {
 		release, ok := r.InFlight.Acquire(r.key(ex), r.MaxInFlight)
 		ex.OnDone(release) // also on refusal: release is then a no-op
 		if !ok {
@@ -140,17 +251,29 @@ func (s *Stage) ProcessRequest(ctx context.Context, ex *gateway.Exchange) error 
 	now := time.Now()
 	var checksBuf [4]Check
 	var resultsBuf [4]Result
-	for _, g := range s.groups {
+	var delay time.Duration
+	for _, g := range rs.groups {
 		checks, results := checksBuf[:0], resultsBuf[:0]
 		for _, r := range g.rules {
-			checks = append(checks, Check{Key: r.key(ex), Limit: r.Limit, OnUnavailable: r.Policy, LocalShare: r.LocalShare})
+			c := Check{Key: r.key(ex), Limit: r.Limit, OnUnavailable: r.Policy, LocalShare: r.LocalShare, MaxDelay: r.MaxDelay}
+			if r.Quota != nil {
+				id, _, end := r.Quota.Window(now)
+				c.Kind, c.Quota, c.WindowEnd, c.Key = KindQuota, r.Quota.Limit, end.UnixNano(), c.Key+":"+id
+			}
+			checks = append(checks, c)
 			results = append(results, Result{})
 		}
 		allowed, err := g.store.Allow(ctx, now, checks, results)
 		for i, r := range g.rules {
 			res := results[i]
-			ex.Limits = append(ex.Limits, gateway.LimitState{Name: r.Name, Quota: r.Limit.Rate, Window: r.Limit.Period,
-				Remaining: res.Remaining, Reset: res.ResetAfter, Allowed: res.Allowed, Headers: r.Headers})
+			st := gateway.LimitState{Name: r.Name, Quota: r.Limit.Rate, Window: r.Limit.Period,
+				Remaining: res.Remaining, Reset: res.ResetAfter, Allowed: res.Allowed, Headers: r.Headers, Delay: res.Delay}
+			if r.Quota != nil {
+				_, start, end := r.Quota.Window(now)
+				st.Quota, st.Window, st.Kind = r.Quota.Limit, end.Sub(start), "quota"
+			}
+			ex.Limits = append(ex.Limits, st)
+			delay = max(delay, res.Delay)
 		}
 		if err != nil {
 			rej := &gateway.Reject{Status: http.StatusServiceUnavailable, ReasonID: ReasonLimiterUnavailable, Err: err,
@@ -163,19 +286,40 @@ func (s *Stage) ProcessRequest(ctx context.Context, ex *gateway.Exchange) error 
 		if !allowed {
 			var retry time.Duration
 			var names []string
+			reason := ReasonRateLimited
 			for i, r := range g.rules {
 				if !results[i].Allowed {
 					retry = max(retry, results[i].RetryAfter)
 					names = append(names, r.Name)
+					if r.Quota != nil {
+						reason = ReasonQuotaExceeded
+					}
 				}
 			}
 			h := http.Header{"Retry-After": {strconv.FormatInt(ceilSeconds(retry), 10)}}
 			setHeaders(h, ex.Limits, true)
-			return &gateway.Reject{Status: http.StatusTooManyRequests, ReasonID: ReasonRateLimited, Header: h,
+			return &gateway.Reject{Status: http.StatusTooManyRequests, ReasonID: reason, Header: h,
 				Detail: "over " + strings.Join(names, ", ")}
 		}
 	}
+	if delay > 0 {
+		return hold(ctx, delay)
+	}
 	return nil
+}
+
+// hold waits d, the throttling delay of an admitted request, or until the
+// client leaves. The charge stays either way: the request had its turn.
+func hold(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return &gateway.Reject{Status: http.StatusTooManyRequests, ReasonID: ReasonRateLimited,
+			Detail: "client left while throttled", Err: context.Cause(ctx)}
+	}
 }
 
 // ProcessResponse announces the limits on allowed responses (RateLimit and
@@ -241,6 +385,13 @@ func (r *Rule) key(ex *gateway.Exchange) string {
 			v = "sub:" + p.Authenticator + ":" + p.Subject
 		} else {
 			v = "ip:" + clientKey(ex.ClientIP, r.IPv6Prefix)
+		}
+	case KeyExpr:
+		var err error
+		if v, err = r.Expr(ex); err != nil {
+			v = "!error" // one shared counter: failing the expression is no way around the limit
+		} else if v == "" {
+			v = "-"
 		}
 	case KeyHeader:
 		if ex.Request != nil {
