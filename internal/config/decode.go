@@ -296,7 +296,7 @@ func (d *decoder) decodeStruct(n ast.Node, v reflect.Value, path string) {
 			continue
 		}
 		d.pos[p] = nodePos(mv.Key)
-		d.decode(mv.Value, v.Field(idx), p)
+		d.decode(mv.Value, v.FieldByIndex(idx), p)
 	}
 }
 
@@ -398,7 +398,7 @@ func join(path, key string) string {
 }
 
 type fieldSet struct {
-	byName map[string]int
+	byName map[string][]int // field name -> index path (inline structs add a step)
 	names  []string
 }
 
@@ -408,24 +408,36 @@ func structFields(t reflect.Type) *fieldSet {
 	if fs, ok := fieldCache.Load(t); ok {
 		return fs.(*fieldSet)
 	}
-	fs := &fieldSet{byName: map[string]int{}}
+	fs := &fieldSet{byName: map[string][]int{}}
+	addFields(fs, t, nil)
+	fieldCache.Store(t, fs)
+	return fs
+}
+
+// addFields adds the fields of t, under the index path at, to fs. An
+// embedded struct tagged `yaml:",inline"` contributes its own fields, as if
+// they were declared in t.
+func addFields(fs *fieldSet, t reflect.Type, at []int) {
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		if !f.IsExported() {
 			continue
 		}
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		idx := append(append([]int(nil), at...), i)
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 		if name == "-" {
+			continue
+		}
+		if name == "" && opts == "inline" && f.Anonymous && f.Type.Kind() == reflect.Struct {
+			addFields(fs, f.Type, idx)
 			continue
 		}
 		if name == "" {
 			name = strings.ToLower(f.Name)
 		}
-		fs.byName[name] = i
+		fs.byName[name] = idx
 		fs.names = append(fs.names, name)
 	}
-	fieldCache.Store(t, fs)
-	return fs
 }
 
 // closest returns the candidate nearest to s by edit distance, if near enough

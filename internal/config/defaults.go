@@ -172,6 +172,7 @@ func applyDefaults(c *Config) {
 			}
 		}
 	}
+	c.PayloadLimits.ApplyDefaults()
 	for _, r := range c.Routes {
 		if r == nil {
 			continue
@@ -186,6 +187,9 @@ func applyDefaults(c *Config) {
 			r.MaxBody = ptr(s.MaxBody)
 		}
 		corsDefaults(r.CORS)
+		if r.Auth != nil {
+			r.Auth.Authorization.ApplyDefaults()
+		}
 	}
 }
 

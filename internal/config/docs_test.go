@@ -17,6 +17,7 @@ func TestFieldsDocumented(t *testing.T) {
 	seen := map[reflect.Type]bool{}
 	var walk func(t reflect.Type, path string)
 	var missing []string
+	var walkInline func(t reflect.Type, path string)
 	walk = func(ty reflect.Type, path string) {
 		for ty.Kind() == reflect.Pointer || ty.Kind() == reflect.Slice || ty.Kind() == reflect.Map {
 			ty = ty.Elem()
@@ -27,7 +28,11 @@ func TestFieldsDocumented(t *testing.T) {
 		seen[ty] = true
 		for i := 0; i < ty.NumField(); i++ {
 			f := ty.Field(i)
-			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if f.Anonymous && opts == "inline" {
+				walkInline(f.Type, path)
+				continue
+			}
 			if !f.IsExported() || name == "-" || name == "" {
 				continue
 			}
@@ -38,6 +43,10 @@ func TestFieldsDocumented(t *testing.T) {
 				walk(f.Type, path+name+".")
 			}
 		}
+	}
+	walkInline = func(t reflect.Type, path string) {
+		delete(seen, t)
+		walk(t, path)
 	}
 	walk(reflect.TypeFor[Config](), "")
 	for _, m := range missing {

@@ -8,6 +8,7 @@ type Config struct {
 	Log              Log                       `yaml:"log" jsonschema:"description=Process and access logging."`
 	SecurityHeaders  SecurityHeaders           `yaml:"security_headers" jsonschema:"description=Response headers the gateway sets or removes on every response."`
 	CORS             *CORS                     `yaml:"cors,omitempty" jsonschema:"description=Default CORS policy for every route; a route's own cors block replaces it."`
+	PayloadLimits    PayloadLimits             `yaml:"payload_limits" jsonschema:"description=Bounds on the shape of every request (URL and header counts; JSON and XML and multipart and form bodies; compressed bodies); on for every route. A route's payload_limits overrides single fields."`
 	Authenticators   map[string]*Authenticator `yaml:"authenticators" jsonschema:"description=Named authenticators that routes list in their auth block."`
 	PrincipalHeaders PrincipalHeaders          `yaml:"principal_headers" jsonschema:"description=Headers that carry the authenticated principal to the upstream. Client-sent copies are always removed."`
 	BruteForce       BruteForce                `yaml:"brute_force" jsonschema:"description=Lock out clients that fail authentication repeatedly."`
@@ -164,18 +165,19 @@ type CircuitBreaker struct {
 // Route maps host + methods + path template to an upstream, with the
 // protections that apply to it.
 type Route struct {
-	Name       string     `yaml:"name" jsonschema:"description=Unique name used in logs, metrics and audit. Default: METHODS path."`
-	Host       string     `yaml:"host" jsonschema:"description=Host to match: exact (api.example.com), wildcard (*.example.com) or empty for any."`
-	Path       string     `yaml:"path" jsonschema:"description=Path template: /books, /books/{id}, /files/{path...} (catch-all, last segment only)."`
-	Methods    []string   `yaml:"methods" jsonschema:"description=Methods served; others get 405 with Allow. GET also serves HEAD. TRACE and CONNECT are refused.,minItems=1"`
-	Upstream   string     `yaml:"upstream" jsonschema:"description=Name of the upstream requests are forwarded to."`
-	Rewrite    Rewrite    `yaml:"rewrite" jsonschema:"description=Change the path sent upstream."`
-	Auth       *RouteAuth `yaml:"auth,omitempty" jsonschema:"description=How requests to this route are authenticated: the authenticators tried in order. Zero trust: a route needs auth or public: true."`
-	Public     bool       `yaml:"public" jsonschema:"description=Explicitly allow unauthenticated access. Zero trust: a route must have an auth block or public: true, not both."`
-	MaxBody    *Size      `yaml:"max_body,omitempty" jsonschema:"description=Request body cap for this route; larger bodies get 413, checked while streaming. Default: server.max_body."`
-	Timeout    Duration   `yaml:"timeout" jsonschema:"description=Overall upstream timeout for this route, replacing the upstream's."`
-	CORS       *CORS      `yaml:"cors,omitempty" jsonschema:"description=CORS policy for this route, replacing the top-level one."`
-	RateLimits []string   `yaml:"rate_limits" jsonschema:"description=Names of rate limits and quotas applied to this route, besides those of its upstream and of the principal's plan."`
+	Name          string         `yaml:"name" jsonschema:"description=Unique name used in logs, metrics and audit. Default: METHODS path."`
+	Host          string         `yaml:"host" jsonschema:"description=Host to match: exact (api.example.com), wildcard (*.example.com) or empty for any."`
+	Path          string         `yaml:"path" jsonschema:"description=Path template: /books, /books/{id}, /files/{path...} (catch-all, last segment only)."`
+	Methods       []string       `yaml:"methods" jsonschema:"description=Methods served; others get 405 with Allow. GET also serves HEAD. TRACE and CONNECT are refused.,minItems=1"`
+	Upstream      string         `yaml:"upstream" jsonschema:"description=Name of the upstream requests are forwarded to."`
+	Rewrite       Rewrite        `yaml:"rewrite" jsonschema:"description=Change the path sent upstream."`
+	Auth          *RouteAuth     `yaml:"auth,omitempty" jsonschema:"description=How requests to this route are authenticated: the authenticators tried in order. Zero trust: a route needs auth or public: true."`
+	Public        bool           `yaml:"public" jsonschema:"description=Explicitly allow unauthenticated access. Zero trust: a route must have an auth block or public: true, not both."`
+	MaxBody       *Size          `yaml:"max_body,omitempty" jsonschema:"description=Request body cap for this route; larger bodies get 413, checked while streaming. Default: server.max_body."`
+	Timeout       Duration       `yaml:"timeout" jsonschema:"description=Overall upstream timeout for this route, replacing the upstream's."`
+	CORS          *CORS          `yaml:"cors,omitempty" jsonschema:"description=CORS policy for this route, replacing the top-level one."`
+	RateLimits    []string       `yaml:"rate_limits" jsonschema:"description=Names of rate limits and quotas applied to this route, besides those of its upstream and of the principal's plan."`
+	PayloadLimits *PayloadLimits `yaml:"payload_limits,omitempty" jsonschema:"description=Payload limits of this route: the fields set here override the top-level payload_limits."`
 
 	// Line is the line of the route in the configuration file, for messages.
 	Line int `yaml:"-"`
@@ -237,6 +239,8 @@ type RouteAuth struct {
 	Authenticators []string `yaml:"authenticators" jsonschema:"description=Names of authenticators, tried in order; the first that finds its credential decides.,minItems=1"`
 	PassCredential bool     `yaml:"pass_credential" jsonschema:"description=Forward the client's credential (Authorization header, API key) to the upstream. Default false: it is removed."`
 	AllowQueryKey  bool     `yaml:"allow_query_key" jsonschema:"description=Accept API keys in the query string (the api_key authenticator's query_param) on this route. Keys in URLs leak into logs; avoid."`
+	// Authorization: what the authenticated principal may do here.
+	Authorization `yaml:",inline"`
 }
 
 // Authenticator configures one named authenticator; exactly one kind is set.

@@ -23,6 +23,7 @@ func validate(c *Config, p *problems) {
 	validateHeaders(&c.SecurityHeaders, p)
 	validateCORS(c.CORS, "cors", p)
 	validateState(&c.State, p)
+	c.PayloadLimits.validate("payload_limits", p)
 	for name, a := range c.Authenticators {
 		validateAuthenticator(name, a, p)
 	}
@@ -501,6 +502,12 @@ func validateRoutes(c *Config, p *problems) {
 				p.add(path+".auth.authenticators", "at least one authenticator is required")
 			}
 			validateRefs(p, path+".auth.authenticators", r.Auth.Authenticators, c.Authenticators, "authenticator")
+			for _, pr := range ValidateAuthorization(&r.Auth.Authorization, path+".auth") {
+				p.add(pr.Path, "%s", pr.Msg)
+			}
+		}
+		if r.PayloadLimits != nil {
+			r.PayloadLimits.validate(path+".payload_limits", p)
 		}
 		if r.MaxBody != nil && *r.MaxBody <= 0 {
 			p.add(path+".max_body", "must be greater than zero")

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moat-gateway/moat/internal/authz"
 	"github.com/moat-gateway/moat/internal/clientip"
 	"github.com/moat-gateway/moat/internal/config"
 	"github.com/moat-gateway/moat/internal/cors"
@@ -24,6 +25,7 @@ import (
 	"github.com/moat-gateway/moat/internal/proxy"
 	"github.com/moat-gateway/moat/internal/ratelimit"
 	"github.com/moat-gateway/moat/internal/router"
+	"github.com/moat-gateway/moat/internal/validate/payload"
 )
 
 // Build compiles cfg. Nothing is started: no goroutine runs and no socket is
@@ -133,6 +135,23 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 		}
 		if limits != nil {
 			route.Request = append(route.Request, limits)
+		}
+
+		// Payload limits, on every route, before any stage reads the body;
+		// then authorization, which may read it.
+		pl := cfg.PayloadLimits.Merge(rc.PayloadLimits)
+		if ps, err := payload.New(pl); err != nil {
+			probs.Add(path+".payload_limits", err)
+		} else {
+			route.Request = append(route.Request, ps)
+		}
+		if rc.Auth != nil {
+			az, err := authz.New(rc.Auth.Authorization, rc.Name, authz.Options{Template: rc.Path})
+			if err != nil {
+				probs.Add(path+".auth", err)
+			} else {
+				route.Request = append(route.Request, az)
+			}
 		}
 
 		// Response stages run in order on upstream and local responses:

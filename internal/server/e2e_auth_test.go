@@ -66,7 +66,7 @@ brute_force: {max_failures: 3, window: 1h, cooldown: 1h}
 upstreams:
   a: {targets: [%q]}
 routes:
-  - {path: /private, methods: [GET], upstream: a, auth: {authenticators: [sso, staff]}}
+  - {path: /private, methods: [GET], upstream: a, auth: {authenticators: [sso, staff], allow_any_authenticated: true}}
   - {path: /public, methods: [GET], upstream: a, public: true}
 `, hmacSecret, htpasswd, up.URL()))
 
@@ -152,7 +152,7 @@ authenticators:
 upstreams:
   a: {targets: [%q]}
 routes:
-  - {path: /x, methods: [GET], upstream: a, auth: {authenticators: [keys]}}
+  - {path: /x, methods: [GET], upstream: a, auth: {authenticators: [keys], allow_any_authenticated: true}}
 `, filepath.Join(dir, "keys.db"), up.URL()))
 
 	e := g.getEcho(t, "/x", "X-API-Key", key)

@@ -49,7 +49,7 @@ plans:
 upstreams:
   a: {targets: [%q]}
 routes:
-  - {path: /x, methods: [GET], upstream: a, auth: {authenticators: [keys]}}
+  - {path: /x, methods: [GET], upstream: a, auth: {authenticators: [keys], allow_any_authenticated: true}}
 `, filepath.Join(dir, "keys.db"), filepath.Join(dir, "quotas.db"), up.URL())
 
 	g := startGateway(t, doc)
