@@ -173,6 +173,9 @@ func applyDefaults(c *Config) {
 		}
 	}
 	c.PayloadLimits.ApplyDefaults()
+	if c.Audit != nil {
+		c.Audit.ApplyDefaults()
+	}
 	for _, r := range c.Routes {
 		if r == nil {
 			continue

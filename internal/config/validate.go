@@ -24,6 +24,9 @@ func validate(c *Config, p *problems) {
 	validateCORS(c.CORS, "cors", p)
 	validateState(&c.State, p)
 	c.PayloadLimits.validate("payload_limits", p)
+	if c.Audit != nil {
+		validateAudit(c.Audit, p)
+	}
 	for name, a := range c.Authenticators {
 		validateAuthenticator(name, a, p)
 	}

@@ -43,6 +43,11 @@ type Options struct {
 	Log             *slog.Logger
 	Starters        []func() // run by Start (health checkers)
 	Closers         []func() // run by Close once in-flight requests are done
+	// OnFinish is called once per request when the response is written (or
+	// the client left), after the access log: audit and anomaly detection
+	// read the finished Exchange there. It must not block and must not keep
+	// ex after it returns.
+	OnFinish func(ex *Exchange)
 }
 
 // Gateway is the compiled request pipeline of one configuration. It is an
@@ -54,6 +59,7 @@ type Gateway struct {
 	clientIP  ClientIPResolver
 	ridHeader string
 	accessLog bool
+	onFinish  func(*Exchange)
 	log       *slog.Logger
 	starters  []func()
 	closers   []func()
@@ -71,7 +77,7 @@ func New(o Options) *Gateway {
 		o.RequestIDHeader = "X-Request-Id"
 	}
 	return &Gateway{router: o.Router, global: o.Global, clientIP: o.ClientIP, ridHeader: o.RequestIDHeader,
-		accessLog: o.AccessLog, log: o.Log, starters: o.Starters, closers: o.Closers}
+		accessLog: o.AccessLog, log: o.Log, starters: o.Starters, closers: o.Closers, onFinish: o.OnFinish}
 }
 
 // Start starts background work (active health checks). Build does not, so
@@ -216,6 +222,7 @@ func (g *Gateway) finish(rw *responseWriter, r *http.Request, ex *Exchange) {
 	if p := recover(); p != nil {
 		if p == http.ErrAbortHandler {
 			g.logAccess(rw, r, ex)
+			g.finished(ex)
 			panic(p)
 		}
 		g.log.Error("panic while serving a request", "request_id", ex.ID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
@@ -224,6 +231,21 @@ func (g *Gateway) finish(rw *responseWriter, r *http.Request, ex *Exchange) {
 		}
 	}
 	g.logAccess(rw, r, ex)
+	g.finished(ex)
+}
+
+// finished hands the finished exchange to the OnFinish hook; a panic in the
+// hook is logged, never allowed to take the connection down.
+func (g *Gateway) finished(ex *Exchange) {
+	if g.onFinish == nil {
+		return
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			g.log.Error("panic in the request finish hook", "request_id", ex.ID, "panic", fmt.Sprint(p))
+		}
+	}()
+	g.onFinish(ex)
 }
 
 func (g *Gateway) logAccess(rw *responseWriter, r *http.Request, ex *Exchange) {

@@ -180,7 +180,12 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 	if err := probs.Err(); err != nil {
 		return fail()
 	}
+	var onFinish func(*gateway.Exchange)
+	if a := state.Auditor(); a != nil {
+		onFinish = a.RecordExchange
+	}
 	return gateway.New(gateway.Options{
+		OnFinish:        onFinish,
 		Router:          rb.Build(),
 		Global:          global,
 		ClientIP:        resolver,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/moat-gateway/moat/internal/audit"
 	"github.com/moat-gateway/moat/internal/config"
 	"github.com/moat-gateway/moat/internal/keys"
 	"github.com/moat-gateway/moat/internal/ratelimit"
@@ -32,6 +33,22 @@ type State struct {
 	keys     map[string]*lazyKeys    // API key caches by store
 	quotas   *ratelimit.QuotaFile    // saves the memory store's quotas, once a quota needs it
 	quotasAt string                  // its path
+	auditor  *audit.Auditor          // records every request; owned by the server
+}
+
+// SetAuditor makes every Gateway built from now on record each finished
+// request with a. The server owns a: it starts and closes it.
+func (s *State) SetAuditor(a *audit.Auditor) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.auditor = a
+}
+
+// Auditor returns the auditor set with SetAuditor, or nil.
+func (s *State) Auditor() *audit.Auditor {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.auditor
 }
 
 type sharedStore struct {

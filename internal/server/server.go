@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/moat-gateway/moat/internal/audit"
 	"github.com/moat-gateway/moat/internal/config"
 	"github.com/moat-gateway/moat/internal/exposure"
 	"github.com/moat-gateway/moat/internal/gateway"
@@ -58,6 +60,7 @@ type Server struct {
 	log      *slog.Logger
 	closeLog func() error    // flushes buffered log lines
 	state    *pipeline.State // rate-limit counters and connections, kept across reloads
+	auditor  *audit.Auditor  // nil without an audit block; kept across reloads
 	lvl      *slog.LevelVar
 
 	current atomic.Pointer[gateway.Gateway]
@@ -80,8 +83,19 @@ func New(path string, opts Options) (*Server, error) {
 	}
 	telemetry.SetLevel(s.lvl, cfg.Log.Level)
 	s.state = pipeline.NewState(s.log)
+	if cfg.Audit != nil {
+		a, err := audit.New(*cfg.Audit, audit.Options{Log: s.log.With("component", "audit"), BaseDir: filepath.Dir(path)})
+		if err != nil {
+			s.state.Close()
+			s.closeLog()
+			return nil, fmt.Errorf("starting audit: %w", err)
+		}
+		s.auditor = a
+		s.state.SetAuditor(a)
+	}
 	gw, err := pipeline.Build(cfg, s.log, s.state)
 	if err != nil {
+		s.closeAudit(cfg)
 		s.state.Close()
 		s.closeLog()
 		return nil, err
@@ -106,8 +120,23 @@ func Run(ctx context.Context, path string, opts Options) error {
 func (s *Server) Run(ctx context.Context) error {
 	defer s.closeLog()
 	defer s.state.Close()
+	defer func() { s.closeAudit(s.cfg) }() // after the last request has finished
+	s.auditor.Start()
 	s.current.Load().Start()
 	return s.serve(ctx, s.cfg)
+}
+
+// closeAudit delivers what the auditor holds, for at most audit.flush_timeout;
+// what is left stays in the spool for the next start.
+func (s *Server) closeAudit(cfg *config.Config) {
+	if s.auditor == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Audit.FlushTimeout.D())
+	defer cancel()
+	if err := s.auditor.Close(ctx); err != nil {
+		s.log.Error("audit delivery did not finish at shutdown; the rest is in the spool", "error", err)
+	}
 }
 
 func (s *Server) load() (*config.Config, []byte, error) {
@@ -359,20 +388,24 @@ func (s *Server) Reload() error {
 	return err
 }
 
-func (s *Server) reload() error {
+func (s *Server) reload() (err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cfg, data, err := s.load()
-	if err != nil {
-		return err
-	}
 	h := sha256.Sum256(data)
-	if h == s.hash {
+	if err == nil && h == s.hash {
 		s.log.Debug("configuration unchanged; nothing to reload")
 		return nil
 	}
+	defer func() { // every reload attempt, applied or refused, is audited
+		ev := audit.ConfigReload(time.Now(), s.path, hex.EncodeToString(h[:]), err)
+		s.auditor.Record(&ev)
+	}()
+	if err != nil {
+		return err
+	}
 	if a, b := restartKey(s.cfg), restartKey(cfg); a != b {
-		return errors.New("listeners, server timeouts, header limits, log format or log sync changed: these need a restart; nothing was applied")
+		return errors.New("listeners, server timeouts, header limits, log format, log sync or audit changed: these need a restart; nothing was applied")
 	}
 	gw, err := pipeline.Build(cfg, s.log, s.state)
 	if err != nil {
@@ -397,8 +430,20 @@ func restartKey(c *config.Config) string {
 		MH          config.Size
 		F           string
 		S           bool
-	}{c.Listeners, c.Server.ReadHeaderTimeout, c.Server.ReadTimeout, c.Server.WriteTimeout, c.Server.IdleTimeout, c.Server.MaxHeaderBytes, c.Log.Format, c.Log.Sync})
+		A           *config.Audit
+		AK          [32]byte
+	}{c.Listeners, c.Server.ReadHeaderTimeout, c.Server.ReadTimeout, c.Server.WriteTimeout, c.Server.IdleTimeout, c.Server.MaxHeaderBytes, c.Log.Format, c.Log.Sync,
+		c.Audit, auditKeyHash(c)})
 	return string(b)
+}
+
+// auditKeyHash stands for the audit key in restartKey (the key marshals as
+// REDACTED, so a changed key would otherwise go unnoticed).
+func auditKeyHash(c *config.Config) [32]byte {
+	if c.Audit == nil {
+		return [32]byte{}
+	}
+	return sha256.Sum256([]byte(c.Audit.Key.Value()))
 }
 
 // watchDir starts watching the directory of the configuration file
