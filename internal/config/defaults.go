@@ -193,6 +193,9 @@ func applyDefaults(c *Config) {
 		if r.Auth != nil {
 			r.Auth.Authorization.ApplyDefaults()
 		}
+		if r.WAF != nil {
+			r.WAF.ApplyDefaults()
+		}
 	}
 }
 

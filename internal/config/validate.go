@@ -512,6 +512,9 @@ func validateRoutes(c *Config, p *problems) {
 		if r.PayloadLimits != nil {
 			r.PayloadLimits.validate(path+".payload_limits", p)
 		}
+		if r.WAF != nil {
+			validateWAF(r.WAF, path+".waf", p)
+		}
 		if r.MaxBody != nil && *r.MaxBody <= 0 {
 			p.add(path+".max_body", "must be greater than zero")
 		}

@@ -26,6 +26,7 @@ import (
 	"github.com/moat-gateway/moat/internal/ratelimit"
 	"github.com/moat-gateway/moat/internal/router"
 	"github.com/moat-gateway/moat/internal/validate/payload"
+	"github.com/moat-gateway/moat/internal/waf"
 )
 
 // Build compiles cfg. Nothing is started: no goroutine runs and no socket is
@@ -154,8 +155,24 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 			}
 		}
 
+		// The WAF last: the most expensive stage sees only requests every
+		// cheaper check admitted, with a body already bounded and decoded.
+		var wafResponse gateway.ResponseStage
+		if w, err := waf.New(rc.WAF, log.With("route", rc.Name)); err != nil {
+			probs.Add(path+".waf", err)
+		} else if w != nil {
+			route.Request = append(route.Request, w)
+			closers = append(closers, w.Close)
+			wafResponse = w.ResponseStage()
+		}
+
 		// Response stages run in order on upstream and local responses:
-		// request ID, header hardening, then CORS (which sees the final headers).
+		// the WAF's response inspection (on the upstream's own headers and
+		// body), request ID, header hardening, then CORS (which sees the
+		// final headers).
+		if wafResponse != nil {
+			route.Response = append(route.Response, wafResponse)
+		}
 		route.Response = append(route.Response, global...)
 		if limits != nil {
 			route.Response = append(route.Response, limits)
