@@ -196,6 +196,9 @@ func applyDefaults(c *Config) {
 		if r.WAF != nil {
 			r.WAF.ApplyDefaults()
 		}
+		if r.Masking != nil {
+			r.Masking.ApplyDefaults()
+		}
 	}
 }
 

@@ -178,6 +178,7 @@ type Route struct {
 	Timeout       Duration       `yaml:"timeout" jsonschema:"description=Overall upstream timeout for this route, replacing the upstream's."`
 	CORS          *CORS          `yaml:"cors,omitempty" jsonschema:"description=CORS policy for this route, replacing the top-level one."`
 	RateLimits    []string       `yaml:"rate_limits" jsonschema:"description=Names of rate limits and quotas applied to this route, besides those of its upstream and of the principal's plan."`
+	Masking       *Masking       `yaml:"masking,omitempty" jsonschema:"description=Mask or block personal data and secrets in this route's JSON and text responses (docs/masking.md). Off unless set."`
 	WAF           *WAF           `yaml:"waf,omitempty" jsonschema:"description=Web application firewall for this route: Coraza with the OWASP Core Rule Set (docs/waf.md). Off unless set."`
 	PayloadLimits *PayloadLimits `yaml:"payload_limits,omitempty" jsonschema:"description=Payload limits of this route: the fields set here override the top-level payload_limits."`
 

@@ -515,6 +515,11 @@ func validateRoutes(c *Config, p *problems) {
 		if r.WAF != nil {
 			validateWAF(r.WAF, path+".waf", p)
 		}
+		if r.Masking != nil {
+			for _, pr := range r.Masking.Validate(path + ".masking") {
+				p.add(pr.Path, "%s", pr.Msg)
+			}
+		}
 		if r.MaxBody != nil && *r.MaxBody <= 0 {
 			p.add(path+".max_body", "must be greater than zero")
 		}

@@ -166,12 +166,23 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 			wafResponse = w.ResponseStage()
 		}
 
+		masking, err := exposure.NewMasking(rc.Masking)
+		if err != nil {
+			probs.Add(path+".masking", err)
+		}
+		if masking != nil {
+			route.Request = append(route.Request, masking)
+		}
+
 		// Response stages run in order on upstream and local responses:
 		// the WAF's response inspection (on the upstream's own headers and
 		// body), request ID, header hardening, then CORS (which sees the
 		// final headers).
 		if wafResponse != nil {
 			route.Response = append(route.Response, wafResponse)
+		}
+		if masking != nil {
+			route.Response = append(route.Response, masking)
 		}
 		route.Response = append(route.Response, global...)
 		if limits != nil {
