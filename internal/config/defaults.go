@@ -176,6 +176,9 @@ func applyDefaults(c *Config) {
 	if c.Audit != nil {
 		c.Audit.ApplyDefaults()
 	}
+	if c.Anomaly != nil {
+		c.Anomaly.ApplyDefaults()
+	}
 	for _, r := range c.Routes {
 		if r == nil {
 			continue

@@ -27,6 +27,11 @@ func validate(c *Config, p *problems) {
 	if c.Audit != nil {
 		validateAudit(c.Audit, p)
 	}
+	if c.Anomaly != nil {
+		for _, pr := range c.Anomaly.Validate() {
+			p.add(join("anomaly", pr.Path), "%s", pr.Msg)
+		}
+	}
 	for name, a := range c.Authenticators {
 		validateAuthenticator(name, a, p)
 	}

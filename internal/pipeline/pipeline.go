@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moat-gateway/moat/internal/anomaly"
+	"github.com/moat-gateway/moat/internal/audit"
 	"github.com/moat-gateway/moat/internal/authz"
 	"github.com/moat-gateway/moat/internal/clientip"
 	"github.com/moat-gateway/moat/internal/config"
@@ -101,6 +103,25 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 	starters = append(starters, auths.starters...)
 	closers = append(closers, auths.closers...)
 
+	var detection *anomalyRuntime
+	var ipBlock, principalBlock gateway.RequestStage
+	if a := cfg.Anomaly; a != nil && a.IsEnabled() {
+		rt, err := state.anomalyFor(cfg)
+		if err != nil {
+			probs.Add("anomaly", err)
+		} else {
+			detection = rt
+			starters = append(starters, rt.Start)
+			if rt.blocker != nil {
+				o := anomaly.BlockStageOptions{Blocker: rt.blocker, IPv6Prefix: a.IPv6Prefix, Status: a.Block.Status,
+					FailOpen: a.Block.OnStoreError == "fail_open", Log: log.With("component", "anomaly")}
+				o.IP = true
+				ipBlock = anomaly.NewBlockStage(o)
+				o.IP, o.Principal = false, true
+				principalBlock = anomaly.NewBlockStage(o)
+			}
+		}
+	}
 	lb := &limitBuilder{cfg: cfg, state: state, persist: !ephemeral, exprs: map[string]*expr.Program{}}
 	rb := router.NewBuilder[*gateway.Route]()
 	for i, rc := range cfg.Routes {
@@ -122,12 +143,19 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 		}
 
 		// Request stages, in order: CORS (preflights need no credential),
-		// authentication, rate limits.
+		// temporary blocks of client addresses, authentication, temporary
+		// blocks of principals, rate limits.
+		if ipBlock != nil {
+			route.Request = append(route.Request, ipBlock)
+		}
 		auth, err := authStage(cfg, state, auths, rc)
 		if err != nil {
 			probs.Add(path+".auth", err)
 		} else {
 			route.Request = append(route.Request, auth)
+		}
+		if principalBlock != nil && rc.Auth != nil {
+			route.Request = append(route.Request, principalBlock)
 		}
 
 		limits, err := lb.rateLimitStage(rc)
@@ -208,10 +236,7 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 	if err := probs.Err(); err != nil {
 		return fail()
 	}
-	var onFinish func(*gateway.Exchange)
-	if a := state.Auditor(); a != nil {
-		onFinish = a.RecordExchange
-	}
+	onFinish := finishHook(state.Auditor(), detection)
 	return gateway.New(gateway.Options{
 		OnFinish:        onFinish,
 		Router:          rb.Build(),
@@ -223,6 +248,23 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 		Starters:        starters,
 		Closers:         closers,
 	}), nil
+}
+
+// finishHook is what the gateway calls for every finished request: the
+// audit record and the anomaly detector's observation, each if configured.
+func finishHook(a *audit.Auditor, d *anomalyRuntime) func(*gateway.Exchange) {
+	switch {
+	case a == nil && d == nil:
+		return nil
+	case d == nil:
+		return a.RecordExchange
+	case a == nil:
+		return func(ex *gateway.Exchange) { d.detector.Observe(anomaly.ObservationFrom(ex)) }
+	}
+	return func(ex *gateway.Exchange) {
+		a.RecordExchange(ex)
+		d.detector.Observe(anomaly.ObservationFrom(ex))
+	}
 }
 
 // limitBuilder turns configured limits into ratelimit rules, compiling each

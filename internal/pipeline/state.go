@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/moat-gateway/moat/internal/anomaly"
 	"github.com/moat-gateway/moat/internal/audit"
 	"github.com/moat-gateway/moat/internal/config"
 	"github.com/moat-gateway/moat/internal/keys"
@@ -29,11 +30,73 @@ type State struct {
 	mu       sync.Mutex
 	inflight *ratelimit.Concurrency
 	memory   *ratelimit.Memory
-	redis    map[string]*sharedStore // by connection settings
-	keys     map[string]*lazyKeys    // API key caches by store
-	quotas   *ratelimit.QuotaFile    // saves the memory store's quotas, once a quota needs it
-	quotasAt string                  // its path
-	auditor  *audit.Auditor          // records every request; owned by the server
+	redis    map[string]*sharedStore    // by connection settings
+	keys     map[string]*lazyKeys       // API key caches by store
+	quotas   *ratelimit.QuotaFile       // saves the memory store's quotas, once a quota needs it
+	quotasAt string                     // its path
+	auditor  *audit.Auditor             // records every request; owned by the server
+	anomaly  map[string]*anomalyRuntime // detectors by configuration, so a reload keeps their windows
+}
+
+// anomalyRuntime is the anomaly detection of one anomaly configuration.
+type anomalyRuntime struct {
+	detector *anomaly.Detector
+	alerter  *anomaly.Alerter
+	blocker  anomaly.Blocker // nil without blocks
+	start    sync.Once
+}
+
+// anomalyFor returns the detection for cfg, created on first use; the same
+// settings (a reload that did not change them) get the same detector, so
+// its windows and baselines go on. Nothing starts until Start.
+func (s *State) anomalyFor(c *config.Config) (*anomalyRuntime, error) {
+	id, _ := json.Marshal(c.Anomaly)
+	s.mu.Lock()
+	rt, ok := s.anomaly[string(id)]
+	s.mu.Unlock()
+	if ok {
+		return rt, nil
+	}
+	var blocker anomaly.Blocker
+	if c.Anomaly.Block.Enabled {
+		if c.State.Redis != nil {
+			st, err := s.sharedEntry(c.State.Redis)
+			if err != nil {
+				return nil, err
+			}
+			blocker = anomaly.NewRedis(st.client, anomaly.RedisOptions{CacheTTL: c.Anomaly.Block.CacheTTL.D()})
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rt, ok := s.anomaly[string(id)]; ok { // made meanwhile by another build
+		return rt, nil
+	}
+	if c.Anomaly.Block.Enabled && blocker == nil {
+		blocker = anomaly.NewMemory(0, nil)
+	}
+	log := s.log.With("component", "anomaly")
+	al := anomaly.NewAlerter(&c.Anomaly.Alerts, anomaly.AlerterOptions{Log: log})
+	rt = &anomalyRuntime{alerter: al, blocker: blocker}
+	rt.detector = anomaly.New(c.Anomaly, anomaly.Options{Notifier: al, Blocker: blocker, Log: log})
+	if s.anomaly == nil {
+		s.anomaly = map[string]*anomalyRuntime{}
+	}
+	s.anomaly[string(id)] = rt
+	return rt, nil
+}
+
+// Start starts the detector and its alert delivery, once.
+func (rt *anomalyRuntime) Start() {
+	rt.start.Do(func() {
+		rt.alerter.Start()
+		rt.detector.Start()
+	})
+}
+
+func (rt *anomalyRuntime) close() {
+	rt.detector.Close()
+	rt.alerter.Close(10 * time.Second)
 }
 
 // SetAuditor makes every Gateway built from now on record each finished
@@ -90,6 +153,10 @@ func (s *State) persistQuotas(path string) error {
 	mem := s.Memory()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for _, rt := range s.anomaly {
+		rt.close()
+	}
+	s.anomaly = nil
 	if s.quotas != nil {
 		if path != s.quotasAt {
 			return fmt.Errorf("state.quotas_file changed from %s to %s: moving it needs a restart", s.quotasAt, path)
@@ -108,6 +175,16 @@ func (s *State) persistQuotas(path string) error {
 // use. go-redis connects lazily, so this opens no socket: moat validate and
 // a failed reload contact no server.
 func (s *State) shared(cfg *config.Redis) (ratelimit.Store, error) {
+	st, err := s.sharedEntry(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return st.store, nil
+}
+
+// sharedEntry returns the Redis client and guarded store for cfg, creating
+// them on first use.
+func (s *State) sharedEntry(cfg *config.Redis) (*sharedStore, error) {
 	id, _ := json.Marshal(struct {
 		A          []string
 		M, U, P, C string
@@ -120,7 +197,7 @@ func (s *State) shared(cfg *config.Redis) (ratelimit.Store, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if st, ok := s.redis[key]; ok {
-		return st.store, nil
+		return st, nil
 	}
 	opts := &redis.UniversalOptions{
 		Addrs:      cfg.Addresses,
@@ -165,13 +242,17 @@ func (s *State) shared(cfg *config.Redis) (ratelimit.Store, error) {
 		Synchronous: true, // the client honours the budget's deadline (ContextTimeoutEnabled)
 	})}
 	s.redis[key] = st
-	return st.store, nil
+	return st, nil
 }
 
 // Close stops the memory store's janitor and closes Redis connections.
 func (s *State) Close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for _, rt := range s.anomaly {
+		rt.close()
+	}
+	s.anomaly = nil
 	if s.quotas != nil {
 		if err := s.quotas.Close(); err != nil {
 			s.log.Error("saving quotas at shutdown failed", "error", err)
