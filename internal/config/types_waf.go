@@ -336,7 +336,8 @@ func validMediaType(s string) bool { return len(s) <= 127 && mediaTypeRe.MatchSt
 // use: moat sets them itself (engine mode, body access and limits, which
 // keep bodies in memory and inspected in full), audits on its own (audit
 // log), or they touch files or the network at load (debug log, data and
-// upload directories, remote rules).
+// upload directories, remote rules), or they lose detection (the regex
+// prefilter).
 var wafForbiddenDirectives = map[string]bool{
 	"secruleengine": true, "secrequestbodyaccess": true, "secrequestbodylimit": true,
 	"secrequestbodyinmemorylimit": true, "secrequestbodylimitaction": true, "secrequestbodynofileslimit": true,
@@ -348,6 +349,9 @@ var wafForbiddenDirectives = map[string]bool{
 	"secdebuglog": true, "secdebugloglevel": true, "secdatadir": true, "secuploaddir": true,
 	"secuploadkeepfiles": true, "secuploadfilemode": true, "secuploadfilelimit": true, "sectmpdir": true,
 	"secremoterules": true, "secremoterulesfailaction": true, "include": true,
+	// The regex prefilter makes CRS rules miss attacks (Coraza 3.8.1:
+	// 942220 and 932311 cases of the CRS regression suite).
+	"secrxprefilter": true,
 }
 
 // CheckWAFDirectives returns a problem for each directive of an expert

@@ -269,3 +269,23 @@ func TestQuotaFileSavesEachCounter(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkMemoryQuota is one request meeting a daily quota and a rate
+// limit in the memory store: the quota window computed, both checked and
+// charged together.
+func BenchmarkMemoryQuota(b *testing.B) {
+	m := NewMemory(MemoryOptions{SweepInterval: -1})
+	q := Quota{Limit: MaxQuota, Period: Day, Location: time.UTC}
+	rate := Check{Key: "rate:alice", Limit: Limit{Rate: 1_000_000_000, Period: time.Second, Burst: 1_000_000_000}}
+	res := make([]Result, 2)
+	ctx := context.Background()
+	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		at := now.Add(time.Duration(i))
+		checks := [2]Check{quotaCheck("daily:alice", q, at, 1), rate}
+		if ok, err := m.Allow(ctx, at, checks[:], res); !ok || err != nil {
+			b.Fatal(ok, err)
+		}
+	}
+}

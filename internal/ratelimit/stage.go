@@ -254,14 +254,19 @@ func (s *Stage) ProcessRequest(ctx context.Context, ex *gateway.Exchange) error 
 	var delay time.Duration
 	for _, g := range rs.groups {
 		checks, results := checksBuf[:0], resultsBuf[:0]
+		var windowsBuf [4]time.Duration // quota window lengths, by check
+		windows := windowsBuf[:0]
 		for _, r := range g.rules {
 			c := Check{Key: r.key(ex), Limit: r.Limit, OnUnavailable: r.Policy, LocalShare: r.LocalShare, MaxDelay: r.MaxDelay}
+			var window time.Duration
 			if r.Quota != nil {
-				id, _, end := r.Quota.Window(now)
+				id, start, end := r.Quota.Window(now)
 				c.Kind, c.Quota, c.WindowEnd, c.Key = KindQuota, r.Quota.Limit, end.UnixNano(), c.Key+":"+id
+				window = end.Sub(start)
 			}
 			checks = append(checks, c)
 			results = append(results, Result{})
+			windows = append(windows, window)
 		}
 		allowed, err := g.store.Allow(ctx, now, checks, results)
 		for i, r := range g.rules {
@@ -269,8 +274,7 @@ func (s *Stage) ProcessRequest(ctx context.Context, ex *gateway.Exchange) error 
 			st := gateway.LimitState{Name: r.Name, Quota: r.Limit.Rate, Window: r.Limit.Period,
 				Remaining: res.Remaining, Reset: res.ResetAfter, Allowed: res.Allowed, Headers: r.Headers, Delay: res.Delay}
 			if r.Quota != nil {
-				_, start, end := r.Quota.Window(now)
-				st.Quota, st.Window, st.Kind = r.Quota.Limit, end.Sub(start), "quota"
+				st.Quota, st.Window, st.Kind = r.Quota.Limit, windows[i], "quota"
 			}
 			ex.Limits = append(ex.Limits, st)
 			delay = max(delay, res.Delay)

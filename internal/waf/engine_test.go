@@ -87,6 +87,7 @@ func TestRender(t *testing.T) {
 	text := set.render()
 	order := []string{
 		"SecRuleEngine DetectionOnly",
+		"SecRxPreFilter Off\n",
 		"SecRequestBodyInMemoryLimit 1073741824",
 		"SecResponseBodyAccess Off",
 		"SecAuditEngine Off",
