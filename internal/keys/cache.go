@@ -67,6 +67,13 @@ type CacheOptions struct {
 	Log *slog.Logger
 	// Now is the clock MaxStale is measured with. Default time.Now.
 	Now func() time.Time
+	// OnChange, when set, is called after a refresh for each key the
+	// store changed since the cache last looked: with the cache's previous
+	// entry (nil for a key it did not know) and the new record. It is
+	// called with the cache's refresh lock held and must not block; audit
+	// records key creations, revocations and rotations with it. The
+	// initial load reports nothing.
+	OnChange func(old *Entry, r *Record)
 }
 
 const shardCount = 256 // a power of two
@@ -332,6 +339,10 @@ func (c *Cache) apply(changed []Record) {
 		return
 	}
 	byShard := map[int][]*Entry{}
+	var prevs map[string]*Entry // for OnChange: the entries replaced
+	if c.opts.OnChange != nil {
+		prevs = make(map[string]*Entry, len(changed))
+	}
 	for i := range changed {
 		e := c.entry(&changed[i])
 		s := shardOf(e.ID)
@@ -344,7 +355,13 @@ func (c *Cache) apply(changed []Record) {
 			next[id] = e
 		}
 		for _, e := range es {
-			if prev := next[e.ID]; prev != nil {
+			prev := next[e.ID]
+			if prevs != nil {
+				if _, seen := prevs[e.ID]; !seen {
+					prevs[e.ID] = prev
+				}
+			}
+			if prev != nil {
 				e.lastUsed.Store(prev.lastUsed.Load())
 			} else {
 				c.count.Add(1)
@@ -352,6 +369,11 @@ func (c *Cache) apply(changed []Record) {
 			next[e.ID] = e
 		}
 		c.shards[s].Store(&next)
+	}
+	if c.opts.OnChange != nil {
+		for i := range changed {
+			c.opts.OnChange(prevs[changed[i].ID], &changed[i])
+		}
 	}
 }
 

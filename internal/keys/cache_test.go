@@ -343,3 +343,41 @@ func BenchmarkLookup1M(b *testing.B) {
 		}
 	})
 }
+
+// TestCacheReportsChanges checks OnChange: nothing for the initial load,
+// then each created and revoked key with the entry it replaced.
+func TestCacheReportsChanges(t *testing.T) {
+	ctx := context.Background()
+	s, _ := OpenFile(filepath.Join(t.TempDir(), "keys.db"), FileOptions{})
+	a, _ := issue(t, s, "alice", t0)
+	type change struct {
+		id         string
+		hadOld     bool
+		oldRevoked bool
+		revoked    bool
+	}
+	var got []change
+	c := newCache(t, silent{s}, CacheOptions{RefreshInterval: time.Hour, OnChange: func(old *Entry, r *Record) {
+		got = append(got, change{id: r.ID, hadOld: old != nil, oldRevoked: old != nil && !old.RevokedAt.IsZero(), revoked: !r.RevokedAt.IsZero()})
+	}})
+	if len(got) != 0 {
+		t.Fatalf("the initial load reported %v", got)
+	}
+	b, _ := issue(t, s, "bob", t0)
+	s.Revoke(ctx, a.ID, t0.Add(time.Minute))
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]change{
+		b.ID: {id: b.ID},                              // created: no previous entry
+		a.ID: {id: a.ID, hadOld: true, revoked: true}, // revoked: the previous entry was active
+	}
+	if len(got) != len(want) {
+		t.Fatalf("changes %v, want %v", got, want)
+	}
+	for _, ch := range got {
+		if want[ch.id] != ch {
+			t.Errorf("change %+v, want %+v", ch, want[ch.id])
+		}
+	}
+}

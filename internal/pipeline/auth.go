@@ -7,6 +7,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/moat-gateway/moat/internal/audit"
 	"github.com/moat-gateway/moat/internal/authn"
 	"github.com/moat-gateway/moat/internal/authn/apikey"
 	"github.com/moat-gateway/moat/internal/authn/basic"
@@ -147,8 +148,28 @@ func (s *State) keyLookup(cfg *config.Config) keys.Lookup {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return keys.NewCache(ctx, store, keys.CacheOptions{Log: s.log.With("component", "apikeys")})
+		return keys.NewCache(ctx, store, keys.CacheOptions{Log: s.log.With("component", "apikeys"), OnChange: s.auditKeyChange})
 	}}
 	s.keys[id] = l
 	return l
+}
+
+// auditKeyChange records a key change the API key cache noticed in its
+// store (moat keys, the admin API, another instance) as an audit event.
+func (s *State) auditKeyChange(old *keys.Entry, r *keys.Record) {
+	a := s.Auditor()
+	if a == nil {
+		return
+	}
+	action := audit.ActionKeyUpdate
+	switch {
+	case old == nil && r.RotatedFrom != "":
+		action = audit.ActionKeyRotate
+	case old == nil:
+		action = audit.ActionKeyCreate
+	case old.RevokedAt.IsZero() && !r.RevokedAt.IsZero():
+		action = audit.ActionKeyRevoke
+	}
+	ev := audit.KeyChange(time.Now(), action, r.ID, r.Subject, "")
+	a.Record(&ev)
 }
