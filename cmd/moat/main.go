@@ -94,7 +94,7 @@ func serveCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signalContext()
 			defer stop()
-			if err := server.Run(ctx, path, server.Options{}); err != nil {
+			if err := server.Run(ctx, path, server.Options{Version: Version()}); err != nil {
 				return classify(err)
 			}
 			return nil

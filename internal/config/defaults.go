@@ -179,6 +179,9 @@ func applyDefaults(c *Config) {
 	if c.Anomaly != nil {
 		c.Anomaly.ApplyDefaults()
 	}
+	if c.Admin != nil {
+		c.Admin.ApplyDefaults()
+	}
 	for _, r := range c.Routes {
 		if r == nil {
 			continue

@@ -8,6 +8,7 @@ type Config struct {
 	Log              Log                       `yaml:"log" jsonschema:"description=Process and access logging."`
 	SecurityHeaders  SecurityHeaders           `yaml:"security_headers" jsonschema:"description=Response headers the gateway sets or removes on every response."`
 	CORS             *CORS                     `yaml:"cors,omitempty" jsonschema:"description=Default CORS policy for every route; a route's own cors block replaces it."`
+	Admin            *Admin                    `yaml:"admin,omitempty" jsonschema:"description=The admin listener: admin API; Prometheus metrics; health endpoints (docs/admin.md). Off unless set."`
 	Anomaly          *Anomaly                  `yaml:"anomaly,omitempty" jsonschema:"description=Anomaly detection per principal and client address: credential stuffing; enumeration; volume spikes; WAF bursts; with alerts and optional temporary blocks (docs/anomaly.md)."`
 	Audit            *Audit                    `yaml:"audit,omitempty" jsonschema:"description=Audit events: one per request and per reload; sinks; spool; hash chain (docs/audit.md)."`
 	PayloadLimits    PayloadLimits             `yaml:"payload_limits" jsonschema:"description=Bounds on the shape of every request (URL and header counts; JSON and XML and multipart and form bodies; compressed bodies); on for every route. A route's payload_limits overrides single fields."`

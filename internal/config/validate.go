@@ -27,6 +27,11 @@ func validate(c *Config, p *problems) {
 	if c.Audit != nil {
 		validateAudit(c.Audit, p)
 	}
+	if c.Admin != nil {
+		for _, pr := range c.Admin.Validate() {
+			p.add(join("admin", pr.Path), "%s", pr.Msg)
+		}
+	}
 	if c.Anomaly != nil {
 		for _, pr := range c.Anomaly.Validate() {
 			p.add(join("anomaly", pr.Path), "%s", pr.Msg)

@@ -236,7 +236,7 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 	if err := probs.Err(); err != nil {
 		return fail()
 	}
-	onFinish := finishHook(state.Auditor(), detection)
+	onFinish := finishHook(state.Auditor(), detection, state.observerList())
 	return gateway.New(gateway.Options{
 		OnFinish:        onFinish,
 		Router:          rb.Build(),
@@ -251,19 +251,27 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 }
 
 // finishHook is what the gateway calls for every finished request: the
-// audit record and the anomaly detector's observation, each if configured.
-func finishHook(a *audit.Auditor, d *anomalyRuntime) func(*gateway.Exchange) {
-	switch {
-	case a == nil && d == nil:
+// audit record, the anomaly detector's observation, and the server's
+// observers (metrics, the admin API's events), each if present.
+func finishHook(a *audit.Auditor, d *anomalyRuntime, observers []func(*gateway.Exchange)) func(*gateway.Exchange) {
+	var fns []func(*gateway.Exchange)
+	if a != nil {
+		fns = append(fns, a.RecordExchange)
+	}
+	if d != nil {
+		fns = append(fns, func(ex *gateway.Exchange) { d.detector.Observe(anomaly.ObservationFrom(ex)) })
+	}
+	fns = append(fns, observers...)
+	switch len(fns) {
+	case 0:
 		return nil
-	case d == nil:
-		return a.RecordExchange
-	case a == nil:
-		return func(ex *gateway.Exchange) { d.detector.Observe(anomaly.ObservationFrom(ex)) }
+	case 1:
+		return fns[0]
 	}
 	return func(ex *gateway.Exchange) {
-		a.RecordExchange(ex)
-		d.detector.Observe(anomaly.ObservationFrom(ex))
+		for _, f := range fns {
+			f(ex)
+		}
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/moat-gateway/moat/internal/anomaly"
 	"github.com/moat-gateway/moat/internal/audit"
 	"github.com/moat-gateway/moat/internal/config"
+	"github.com/moat-gateway/moat/internal/gateway"
 	"github.com/moat-gateway/moat/internal/keys"
 	"github.com/moat-gateway/moat/internal/ratelimit"
 )
@@ -36,6 +37,8 @@ type State struct {
 	quotasAt string                     // its path
 	auditor  *audit.Auditor             // records every request; owned by the server
 	anomaly  map[string]*anomalyRuntime // detectors by configuration, so a reload keeps their windows
+
+	observers []func(*gateway.Exchange) // called with every finished request (SetObservers)
 }
 
 // anomalyRuntime is the anomaly detection of one anomaly configuration.
@@ -97,6 +100,21 @@ func (rt *anomalyRuntime) Start() {
 func (rt *anomalyRuntime) close() {
 	rt.detector.Close()
 	rt.alerter.Close(10 * time.Second)
+}
+
+// SetObservers sets functions every Gateway built from now on calls with
+// each finished request, after the audit record (metrics, the admin API's
+// recent events). They must be cheap and must not keep the exchange.
+func (s *State) SetObservers(fns ...func(*gateway.Exchange)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.observers = fns
+}
+
+func (s *State) observerList() []func(*gateway.Exchange) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.observers
 }
 
 // SetAuditor makes every Gateway built from now on record each finished
@@ -243,6 +261,18 @@ func (s *State) sharedEntry(cfg *config.Redis) (*sharedStore, error) {
 	})}
 	s.redis[key] = st
 	return st, nil
+}
+
+// Ping checks that the Redis of cfg answers, for readiness probes.
+func (s *State) Ping(ctx context.Context, cfg *config.Redis) error {
+	if cfg == nil {
+		return nil
+	}
+	st, err := s.sharedEntry(cfg)
+	if err != nil {
+		return err
+	}
+	return st.client.Ping(ctx).Err()
 }
 
 // Close stops the memory store's janitor and closes Redis connections.

@@ -25,12 +25,15 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/moat-gateway/moat/internal/admin"
 	"github.com/moat-gateway/moat/internal/audit"
 	"github.com/moat-gateway/moat/internal/config"
 	"github.com/moat-gateway/moat/internal/exposure"
 	"github.com/moat-gateway/moat/internal/gateway"
+	"github.com/moat-gateway/moat/internal/keys"
 	"github.com/moat-gateway/moat/internal/pipeline"
 	"github.com/moat-gateway/moat/internal/telemetry"
+	"github.com/moat-gateway/moat/internal/telemetry/metrics"
 	"github.com/moat-gateway/moat/internal/tlsx"
 )
 
@@ -51,6 +54,8 @@ type Options struct {
 	// NoSignals disables SIGHUP handling (tests run several servers in one
 	// process and reload them with Server.Reload).
 	NoSignals bool
+	// Version is reported by the admin API.
+	Version string
 }
 
 // Server serves one configuration file. Create it with Run.
@@ -62,6 +67,14 @@ type Server struct {
 	state    *pipeline.State // rate-limit counters and connections, kept across reloads
 	auditor  *audit.Auditor  // nil without an audit block; kept across reloads
 	lvl      *slog.LevelVar
+
+	started    time.Time
+	metrics    *metrics.Registry
+	admin      *admin.Server // nil without an admin block
+	adminKeys  keys.Store    // the admin API's key store, closed at exit
+	adminAddr  atomic.Value  // string: the bound admin address
+	configJSON atomic.Pointer[[]byte]
+	reloads    reloadStats
 
 	current atomic.Pointer[gateway.Gateway]
 	mu      sync.Mutex // serialises reloads
@@ -93,8 +106,15 @@ func New(path string, opts Options) (*Server, error) {
 		s.auditor = a
 		s.state.SetAuditor(a)
 	}
+	if err := s.setupObservability(cfg); err != nil {
+		s.closeAudit(cfg)
+		s.state.Close()
+		s.closeLog()
+		return nil, err
+	}
 	gw, err := pipeline.Build(cfg, s.log, s.state)
 	if err != nil {
+		s.closeAdminKeys()
 		s.closeAudit(cfg)
 		s.state.Close()
 		s.closeLog()
@@ -121,9 +141,16 @@ func (s *Server) Run(ctx context.Context) error {
 	defer s.closeLog()
 	defer s.state.Close()
 	defer func() { s.closeAudit(s.cfg) }() // after the last request has finished
+	defer s.closeAdminKeys()
 	s.auditor.Start()
 	s.current.Load().Start()
 	return s.serve(ctx, s.cfg)
+}
+
+func (s *Server) closeAdminKeys() {
+	if s.adminKeys != nil {
+		s.adminKeys.Close()
+	}
 }
 
 // closeAudit delivers what the auditor holds, for at most audit.flush_timeout;
@@ -204,7 +231,20 @@ func (s *Server) serve(ctx context.Context, cfg *config.Config) error {
 		addrs = append(addrs, ln.Addr())
 	}
 
-	errc := make(chan error, len(servers))
+	adminLn, err := s.listenAdmin()
+	if err != nil {
+		cleanup()
+		return err
+	}
+	errc := make(chan error, len(servers)+1)
+	if adminLn != nil {
+		s.log.Info("admin listening", "address", adminLn.Addr().String())
+		go func() {
+			if err := s.admin.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("admin listener: %w", err)
+			}
+		}()
+	}
 	for i, srv := range servers {
 		ln, lc := lns[i], &cfg.Listeners[i]
 		s.log.Info("listening", "listener", lc.Name, "address", ln.Addr().String(), "tls", lc.TLS != nil,
@@ -248,6 +288,13 @@ func (s *Server) serve(ctx context.Context, cfg *config.Config) error {
 	sctx, scancel := context.WithTimeout(context.Background(), grace)
 	defer scancel()
 	var wg sync.WaitGroup
+	if adminLn != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.admin.Shutdown(sctx)
+		}()
+	}
 	for _, srv := range servers {
 		wg.Add(1)
 		go func() {
@@ -370,6 +417,12 @@ func validHostChars(h string) bool {
 // serving and the error is returned and logged with every problem.
 func (s *Server) Reload() error {
 	err := s.reload()
+	s.afterReload(err)
+	return err
+}
+
+// afterReload logs, counts and reports a reload attempt.
+func (s *Server) afterReload(err error) {
 	if err != nil {
 		var ce *config.Error
 		if errors.As(err, &ce) {
@@ -382,38 +435,75 @@ func (s *Server) Reload() error {
 			s.log.Error("reload failed; the previous configuration keeps serving", "error", err)
 		}
 	}
+	if !errors.Is(err, errUnchanged) {
+		s.reloads.add(time.Now(), err)
+		s.metrics.ObserveReload(err)
+	}
 	if s.opts.Reloaded != nil {
+		if errors.Is(err, errUnchanged) {
+			err = nil
+		}
 		s.opts.Reloaded(err)
+	}
+}
+
+// errUnchanged is the result of a reload of an unchanged file: nothing to do.
+var errUnchanged = errors.New("configuration unchanged")
+
+func (s *Server) reload() error {
+	data, err := os.ReadFile(s.path)
+	if err != nil {
+		err = fmt.Errorf("reading configuration: %w", err)
+		ev := audit.ConfigReload(time.Now(), s.path, "", err)
+		s.auditor.Record(&ev)
+		return err
+	}
+	err = s.reloadData(data, false)
+	if errors.Is(err, errUnchanged) {
+		return nil
 	}
 	return err
 }
 
-func (s *Server) reload() (err error) {
+// reloadData validates data as the configuration and, when it builds,
+// swaps it in; persist also writes it as the configuration file first
+// (the admin API). Every attempt on a changed configuration is audited.
+func (s *Server) reloadData(data []byte, persist bool) (err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cfg, data, err := s.load()
 	h := sha256.Sum256(data)
-	if err == nil && h == s.hash {
+	if h == s.hash {
 		s.log.Debug("configuration unchanged; nothing to reload")
-		return nil
+		return errUnchanged
 	}
 	defer func() { // every reload attempt, applied or refused, is audited
 		ev := audit.ConfigReload(time.Now(), s.path, hex.EncodeToString(h[:]), err)
 		s.auditor.Record(&ev)
 	}()
+	cfg, err := config.Parse(s.path, data)
 	if err != nil {
 		return err
 	}
+	if s.opts.Patch != nil {
+		s.opts.Patch(cfg)
+	}
 	if a, b := restartKey(s.cfg), restartKey(cfg); a != b {
-		return errors.New("listeners, server timeouts, header limits, log format, log sync or audit changed: these need a restart; nothing was applied")
+		return errors.New("listeners, server timeouts, header limits, log format, log sync, audit or admin changed: these need a restart; nothing was applied")
 	}
 	gw, err := pipeline.Build(cfg, s.log, s.state)
 	if err != nil {
 		return err
 	}
+	if persist {
+		if err := s.writeConfig(data); err != nil {
+			gw.Close(0)
+			return err
+		}
+	}
 	gw.Start()
 	old := s.current.Swap(gw)
 	s.cfg, s.hash = cfg, h
+	s.metricsFor(cfg)
 	telemetry.SetLevel(s.lvl, cfg.Log.Level)
 	grace := cfg.Server.ShutdownGrace.D()
 	go old.Close(grace)
@@ -432,8 +522,9 @@ func restartKey(c *config.Config) string {
 		S           bool
 		A           *config.Audit
 		AK          [32]byte
+		Adm         *config.Admin
 	}{c.Listeners, c.Server.ReadHeaderTimeout, c.Server.ReadTimeout, c.Server.WriteTimeout, c.Server.IdleTimeout, c.Server.MaxHeaderBytes, c.Log.Format, c.Log.Sync,
-		c.Audit, auditKeyHash(c)})
+		c.Audit, auditKeyHash(c), c.Admin})
 	return string(b)
 }
 
