@@ -123,6 +123,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			ex.ClientCert = r.TLS.VerifiedChains[0][0]
 		}
 	}
+	if r.ProtoMajor == 1 && len(r.TransferEncoding) > 0 {
+		// A chunked HTTP/1.1 request may have come with a Content-Length
+		// too, which net/http drops silently; RFC 9112 section 6.1 then
+		// requires closing the connection after the response, so that a
+		// proxy in front that framed the request by Content-Length cannot
+		// slip a second request in after it. Closing after every chunked
+		// request is the safe superset: they are rare on APIs.
+		w.Header().Set("Connection", "close")
+	}
 	rw := &responseWriter{ResponseWriter: w}
 	r = r.WithContext(WithExchange(r.Context(), ex))
 	ex.Request = r
