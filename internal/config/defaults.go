@@ -182,6 +182,9 @@ func applyDefaults(c *Config) {
 	if c.Admin != nil {
 		c.Admin.ApplyDefaults()
 	}
+	if c.SafeErrors != nil {
+		c.SafeErrors.ApplyDefaults()
+	}
 	for _, r := range c.Routes {
 		if r == nil {
 			continue
@@ -204,6 +207,12 @@ func applyDefaults(c *Config) {
 		}
 		if r.Masking != nil {
 			r.Masking.ApplyDefaults()
+		}
+		if r.SafeErrors != nil {
+			r.SafeErrors.ApplyDefaults()
+		}
+		if r.Version != nil {
+			r.Version.ApplyDefaults()
 		}
 	}
 }

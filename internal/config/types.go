@@ -11,6 +11,7 @@ type Config struct {
 	Admin            *Admin                    `yaml:"admin,omitempty" jsonschema:"description=The admin listener: admin API; Prometheus metrics; health endpoints (docs/admin.md). Off unless set."`
 	Anomaly          *Anomaly                  `yaml:"anomaly,omitempty" jsonschema:"description=Anomaly detection per principal and client address: credential stuffing; enumeration; volume spikes; WAF bursts; with alerts and optional temporary blocks (docs/anomaly.md)."`
 	Audit            *Audit                    `yaml:"audit,omitempty" jsonschema:"description=Audit events: one per request and per reload; sinks; spool; hash chain (docs/audit.md)."`
+	SafeErrors       *SafeErrors               `yaml:"safe_errors,omitempty" jsonschema:"description=Replace upstream error bodies with problem+json (docs/safe-errors.md). On by default for 5xx; a route's safe_errors replaces it."`
 	PayloadLimits    PayloadLimits             `yaml:"payload_limits" jsonschema:"description=Bounds on the shape of every request (URL and header counts; JSON and XML and multipart and form bodies; compressed bodies); on for every route. A route's payload_limits overrides single fields."`
 	Authenticators   map[string]*Authenticator `yaml:"authenticators" jsonschema:"description=Named authenticators that routes list in their auth block."`
 	PrincipalHeaders PrincipalHeaders          `yaml:"principal_headers" jsonschema:"description=Headers that carry the authenticated principal to the upstream. Client-sent copies are always removed."`
@@ -96,7 +97,7 @@ type SecurityHeaders struct {
 	ContentSecurityPolicy string   `yaml:"content_security_policy" jsonschema:"description=Content-Security-Policy. Default: default-src 'none'; frame-ancestors 'none'. off to omit."`
 	ReferrerPolicy        string   `yaml:"referrer_policy" jsonschema:"description=Referrer-Policy. Default no-referrer; off to omit."`
 	CacheControl          string   `yaml:"cache_control" jsonschema:"description=Cache-Control set when the upstream sent none. Default no-store; off to omit."`
-	Remove                []string `yaml:"remove" jsonschema:"description=Upstream response headers removed. Default: Server, X-Powered-By, X-AspNet-Version, X-AspNetMvc-Version, X-Runtime, X-Generator. Names ending in * match a prefix (X-Debug-*)."`
+	Remove                []string `yaml:"remove" jsonschema:"description=Upstream response headers removed. Default: Server; X-Powered-By; X-AspNet-Version; X-AspNetMvc-Version; X-Runtime; X-Generator; X-Backend-Server; X-Debug-*. Names ending in * match a prefix."`
 }
 
 // CORS is a cross-origin resource sharing policy.
@@ -168,21 +169,24 @@ type CircuitBreaker struct {
 // Route maps host + methods + path template to an upstream, with the
 // protections that apply to it.
 type Route struct {
-	Name          string         `yaml:"name" jsonschema:"description=Unique name used in logs, metrics and audit. Default: METHODS path."`
-	Host          string         `yaml:"host" jsonschema:"description=Host to match: exact (api.example.com), wildcard (*.example.com) or empty for any."`
-	Path          string         `yaml:"path" jsonschema:"description=Path template: /books, /books/{id}, /files/{path...} (catch-all, last segment only)."`
-	Methods       []string       `yaml:"methods" jsonschema:"description=Methods served; others get 405 with Allow. GET also serves HEAD. TRACE and CONNECT are refused.,minItems=1"`
-	Upstream      string         `yaml:"upstream" jsonschema:"description=Name of the upstream requests are forwarded to."`
-	Rewrite       Rewrite        `yaml:"rewrite" jsonschema:"description=Change the path sent upstream."`
-	Auth          *RouteAuth     `yaml:"auth,omitempty" jsonschema:"description=How requests to this route are authenticated: the authenticators tried in order. Zero trust: a route needs auth or public: true."`
-	Public        bool           `yaml:"public" jsonschema:"description=Explicitly allow unauthenticated access. Zero trust: a route must have an auth block or public: true, not both."`
-	MaxBody       *Size          `yaml:"max_body,omitempty" jsonschema:"description=Request body cap for this route; larger bodies get 413, checked while streaming. Default: server.max_body."`
-	Timeout       Duration       `yaml:"timeout" jsonschema:"description=Overall upstream timeout for this route, replacing the upstream's."`
-	CORS          *CORS          `yaml:"cors,omitempty" jsonschema:"description=CORS policy for this route, replacing the top-level one."`
-	RateLimits    []string       `yaml:"rate_limits" jsonschema:"description=Names of rate limits and quotas applied to this route, besides those of its upstream and of the principal's plan."`
-	Masking       *Masking       `yaml:"masking,omitempty" jsonschema:"description=Mask or block personal data and secrets in this route's JSON and text responses (docs/masking.md). Off unless set."`
-	WAF           *WAF           `yaml:"waf,omitempty" jsonschema:"description=Web application firewall for this route: Coraza with the OWASP Core Rule Set (docs/waf.md). Off unless set."`
-	PayloadLimits *PayloadLimits `yaml:"payload_limits,omitempty" jsonschema:"description=Payload limits of this route: the fields set here override the top-level payload_limits."`
+	Name            string           `yaml:"name" jsonschema:"description=Unique name used in logs, metrics and audit. Default: METHODS path."`
+	Host            string           `yaml:"host" jsonschema:"description=Host to match: exact (api.example.com), wildcard (*.example.com) or empty for any."`
+	Path            string           `yaml:"path" jsonschema:"description=Path template: /books, /books/{id}, /files/{path...} (catch-all, last segment only)."`
+	Methods         []string         `yaml:"methods" jsonschema:"description=Methods served; others get 405 with Allow. GET also serves HEAD. TRACE and CONNECT are refused.,minItems=1"`
+	Upstream        string           `yaml:"upstream" jsonschema:"description=Name of the upstream requests are forwarded to."`
+	Rewrite         Rewrite          `yaml:"rewrite" jsonschema:"description=Change the path sent upstream."`
+	Auth            *RouteAuth       `yaml:"auth,omitempty" jsonschema:"description=How requests to this route are authenticated: the authenticators tried in order. Zero trust: a route needs auth or public: true."`
+	Public          bool             `yaml:"public" jsonschema:"description=Explicitly allow unauthenticated access. Zero trust: a route must have an auth block or public: true, not both."`
+	MaxBody         *Size            `yaml:"max_body,omitempty" jsonschema:"description=Request body cap for this route; larger bodies get 413, checked while streaming. Default: server.max_body."`
+	Timeout         Duration         `yaml:"timeout" jsonschema:"description=Overall upstream timeout for this route, replacing the upstream's."`
+	CORS            *CORS            `yaml:"cors,omitempty" jsonschema:"description=CORS policy for this route, replacing the top-level one."`
+	RateLimits      []string         `yaml:"rate_limits" jsonschema:"description=Names of rate limits and quotas applied to this route, besides those of its upstream and of the principal's plan."`
+	SafeErrors      *SafeErrors      `yaml:"safe_errors,omitempty" jsonschema:"description=Safe errors for this route; replaces the top-level block."`
+	UpstreamHeaders *UpstreamHeaders `yaml:"upstream_headers,omitempty" jsonschema:"description=More upstream response headers to remove on this route; on top of security_headers.remove."`
+	Version         *Version         `yaml:"version,omitempty" jsonschema:"description=The API version this route serves; its deprecation and sunset (docs/versioning.md)."`
+	Masking         *Masking         `yaml:"masking,omitempty" jsonschema:"description=Mask or block personal data and secrets in this route's JSON and text responses (docs/masking.md). Off unless set."`
+	WAF             *WAF             `yaml:"waf,omitempty" jsonschema:"description=Web application firewall for this route: Coraza with the OWASP Core Rule Set (docs/waf.md). Off unless set."`
+	PayloadLimits   *PayloadLimits   `yaml:"payload_limits,omitempty" jsonschema:"description=Payload limits of this route: the fields set here override the top-level payload_limits."`
 
 	// Line is the line of the route in the configuration file, for messages.
 	Line int `yaml:"-"`

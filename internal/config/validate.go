@@ -27,6 +27,11 @@ func validate(c *Config, p *problems) {
 	if c.Audit != nil {
 		validateAudit(c.Audit, p)
 	}
+	if c.SafeErrors != nil {
+		for _, pr := range c.SafeErrors.Validate("safe_errors") {
+			p.add(pr.Path, "%s", pr.Msg)
+		}
+	}
 	if c.Admin != nil {
 		for _, pr := range c.Admin.Validate() {
 			p.add(join("admin", pr.Path), "%s", pr.Msg)
@@ -525,10 +530,21 @@ func validateRoutes(c *Config, p *problems) {
 		if r.WAF != nil {
 			validateWAF(r.WAF, path+".waf", p)
 		}
+		var more []Problem
 		if r.Masking != nil {
-			for _, pr := range r.Masking.Validate(path + ".masking") {
-				p.add(pr.Path, "%s", pr.Msg)
-			}
+			more = append(more, r.Masking.Validate(path+".masking")...)
+		}
+		if r.SafeErrors != nil {
+			more = append(more, r.SafeErrors.Validate(path+".safe_errors")...)
+		}
+		if r.UpstreamHeaders != nil {
+			more = append(more, r.UpstreamHeaders.Validate(path+".upstream_headers")...)
+		}
+		if r.Version != nil {
+			more = append(more, r.Version.Validate(path+".version")...)
+		}
+		for _, pr := range more {
+			p.add(pr.Path, "%s", pr.Msg)
 		}
 		if r.MaxBody != nil && *r.MaxBody <= 0 {
 			p.add(path+".max_body", "must be greater than zero")

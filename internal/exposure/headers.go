@@ -1,5 +1,6 @@
-// Package exposure limits what responses reveal: security headers (this
-// file) and, later, response filtering, masking and error sanitising.
+// Package exposure limits what responses reveal: security headers and the
+// removal of leaky upstream headers, masking of personal data and secrets,
+// and safe errors (upstream error bodies replaced by problem documents).
 package exposure
 
 import (
@@ -13,7 +14,6 @@ import (
 
 	"github.com/moat-gateway/moat/internal/config"
 	"github.com/moat-gateway/moat/internal/gateway"
-	"github.com/moat-gateway/moat/internal/httpsyntax"
 )
 
 // Secure defaults of the security headers, used when a field is empty.
@@ -24,10 +24,6 @@ const (
 	DefaultReferrerPolicy        = "no-referrer"
 	DefaultCacheControl          = "no-store"
 )
-
-// defaultRemove lists the response headers removed when the configuration
-// names none: they advertise the upstream's software and version.
-var defaultRemove = []string{"Server", "X-Powered-By", "X-AspNet-Version", "X-AspNetMvc-Version", "X-Runtime", "X-Generator"}
 
 const (
 	hCacheControl = "Cache-Control"
@@ -45,10 +41,9 @@ type field struct{ name, value string }
 // value of the listener the stage serves; per response it only checks whether
 // the exchange arrived over TLS.
 type Headers struct {
-	set          []field  // overwrite whatever the upstream sent
-	cacheControl string   // set only when the response has no Cache-Control; "" for none
-	remove       []string // canonical names removed
-	removePrefix []string // name prefixes removed, compared case-insensitively
+	set          []field    // overwrite whatever the upstream sent
+	cacheControl string     // set only when the response has no Cache-Control; "" for none
+	remove       headerList // names and name prefixes removed
 }
 
 // NewHeaders builds the security-headers stage. It returns (nil, nil) when
@@ -91,21 +86,11 @@ func NewHeaders(cfg config.SecurityHeaders) (*Headers, error) {
 
 	remove := cfg.Remove
 	if len(remove) == 0 {
-		remove = defaultRemove
+		remove = DefaultLeakyHeaders
 	}
-	for i, name := range remove {
-		name = strings.TrimSpace(name)
-		prefix, isPrefix := strings.CutSuffix(name, "*")
-		if !httpsyntax.IsToken(prefix) || strings.Contains(prefix, "*") {
-			errs = append(errs, fmt.Errorf("remove[%d]: %q is not a header name (a trailing * matches a prefix, as in X-Debug-*)", i, name))
-			continue
-		}
-		if isPrefix {
-			h.removePrefix = append(h.removePrefix, prefix)
-		} else {
-			h.remove = append(h.remove, http.CanonicalHeaderKey(prefix))
-		}
-	}
+	var rerrs []error
+	h.remove, rerrs = compileHeaderList(remove)
+	errs = append(errs, rerrs...)
 
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("security headers: %w", err)
@@ -161,17 +146,8 @@ func (h *Headers) ProcessResponse(_ context.Context, ex *gateway.Exchange, res *
 		res.Header = make(http.Header, len(h.set)+2)
 	}
 	hdr := res.Header
-	for _, name := range h.remove {
-		delete(hdr, name)
-	}
+	h.remove.strip(hdr)
 	delete(hdr, hHSTS)
-	if len(h.removePrefix) > 0 {
-		for k := range hdr {
-			if h.removedByPrefix(k) {
-				delete(hdr, k)
-			}
-		}
-	}
 	for _, f := range h.set {
 		hdr[f.name] = []string{f.value}
 	}
@@ -182,15 +158,6 @@ func (h *Headers) ProcessResponse(_ context.Context, ex *gateway.Exchange, res *
 		hdr[hHSTS] = []string{ex.Listener.HSTS}
 	}
 	return nil
-}
-
-func (h *Headers) removedByPrefix(name string) bool {
-	for _, p := range h.removePrefix {
-		if len(name) >= len(p) && strings.EqualFold(name[:len(p)], p) {
-			return true
-		}
-	}
-	return false
 }
 
 // headerValue returns the value to send for a configured value v with default

@@ -163,10 +163,11 @@ func TestProcessResponse(t *testing.T) {
 			want:     with("X-Frame-Options:", "Content-Security-Policy: default-src 'self'", "Cache-Control:"),
 		},
 		{
-			desc:     "default remove list",
-			ex:       plain,
-			upstream: []string{"Server: nginx/1.25", "X-Powered-By: PHP/8", "X-AspNet-Version: 4", "X-AspNetMvc-Version: 5", "X-Runtime: 0.1", "X-Generator: Drupal", "X-Debug-Token: abc", "Content-Type: text/plain"},
-			want:     with("X-Debug-Token: abc", "Content-Type: text/plain"),
+			desc: "default remove list",
+			ex:   plain,
+			upstream: []string{"Server: nginx/1.25", "X-Powered-By: PHP/8", "X-AspNet-Version: 4", "X-AspNetMvc-Version: 5", "X-Runtime: 0.1", "X-Generator: Drupal",
+				"X-Debug-Token: abc", "X-Debug-Token-Link: /_profiler/abc", "X-Backend-Server: app-3.internal", "Via: 1.1 cdn", "Content-Type: text/plain"},
+			want: with("Via: 1.1 cdn", "Content-Type: text/plain"),
 		},
 		{
 			desc:     "configured remove list replaces the default, prefixes case-insensitive",

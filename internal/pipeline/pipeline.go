@@ -28,6 +28,7 @@ import (
 	"github.com/moat-gateway/moat/internal/ratelimit"
 	"github.com/moat-gateway/moat/internal/router"
 	"github.com/moat-gateway/moat/internal/validate/payload"
+	"github.com/moat-gateway/moat/internal/versioning"
 	"github.com/moat-gateway/moat/internal/waf"
 )
 
@@ -157,6 +158,15 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 		if principalBlock != nil && rc.Auth != nil {
 			route.Request = append(route.Request, principalBlock)
 		}
+		// The version check after authentication (usage is counted per
+		// principal), before anything that costs more.
+		ver, err := versioning.New(rc.Version, nil)
+		if err != nil {
+			probs.Add(path+".version", err)
+		}
+		if ver != nil {
+			route.Request = append(route.Request, ver)
+		}
 
 		limits, err := lb.rateLimitStage(rc)
 		if err != nil {
@@ -206,6 +216,21 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 		// the WAF's response inspection (on the upstream's own headers and
 		// body), request ID, header hardening, then CORS (which sees the
 		// final headers).
+		// Safe errors first: a body about to be replaced is not scanned.
+		seCfg := cfg.SafeErrors
+		if rc.SafeErrors != nil {
+			seCfg = rc.SafeErrors
+		}
+		if se, err := exposure.NewSafeErrors(seCfg); err != nil {
+			probs.Add(path+".safe_errors", err)
+		} else if se != nil {
+			route.Response = append(route.Response, se)
+		}
+		if uh, err := exposure.NewUpstreamHeaders(rc.UpstreamHeaders); err != nil {
+			probs.Add(path+".upstream_headers", err)
+		} else if uh != nil {
+			route.Response = append(route.Response, uh)
+		}
 		if wafResponse != nil {
 			route.Response = append(route.Response, wafResponse)
 		}
@@ -215,6 +240,9 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 		route.Response = append(route.Response, global...)
 		if limits != nil {
 			route.Response = append(route.Response, limits)
+		}
+		if ver != nil {
+			route.Response = append(route.Response, ver)
 		}
 		if c != nil {
 			route.Response = append(route.Response, c)
