@@ -76,7 +76,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.AddCommand(serveCmd(), validateCmd(), schemaCmd(), demoCmd(), versionCmd())
-	root.AddCommand(keysCmd(), auditCmd(), scanCmd())
+	root.AddCommand(keysCmd(), auditCmd(), scanCmd(), lintCmd())
 	return root
 }
 

@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 )
@@ -46,18 +47,33 @@ func writeTable(w io.Writer, r *Report) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Probe, p.Method, p.Path, id)
 		}
 	} else {
-		fmt.Fprintf(tw, "moat scan of %s (%s): %d requests, %d findings\n\n", r.Target, r.Spec, r.Requests, len(r.Findings))
+		if r.Tool == "" {
+			fmt.Fprintf(tw, "moat scan of %s (%s): %d requests, %d findings\n\n", r.Target, r.Spec, r.Requests, len(r.Findings))
+		} else {
+			fmt.Fprintf(tw, "%s of %s: %d findings\n\n", r.Tool, r.Spec, len(r.Findings))
+		}
 		if len(r.Findings) > 0 {
-			fmt.Fprintln(tw, "SEVERITY\tRULE\tOWASP\tOPERATION\tIDENTITY\tFINDING")
+			// Reports of other tools (moat lint) have no identities.
+			if r.Tool == "" {
+				fmt.Fprintln(tw, "SEVERITY\tRULE\tOWASP\tOPERATION\tIDENTITY\tOWNER\tFINDING")
+			} else {
+				fmt.Fprintln(tw, "SEVERITY\tRULE\tOWASP\tWHERE\tLINE\tFINDING")
+			}
 			for _, f := range r.Findings {
-				op, id := f.Operation, f.Identity
-				if op == "" {
-					op = "-"
+				op, id, owner := dash(f.Operation), dash(f.Identity), dash(f.Owner)
+				sev := strings.ToUpper(f.Severity.String())
+				if r.Tool == "" {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", sev, f.Rule, f.OWASP, op, id, owner, f.Title)
+					continue
 				}
-				if id == "" {
-					id = "-"
+				line := "-"
+				if f.Line > 0 {
+					line = strconv.Itoa(f.Line)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", strings.ToUpper(f.Severity.String()), f.Rule, f.OWASP, op, id, f.Title)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", sev, f.Rule, f.OWASP, op, line, f.Message)
+			}
+			if app := r.ownedBy(OwnerApplication); len(app) > 0 {
+				fmt.Fprintf(tw, "\n%d finding(s) remain the application's to fix (the gateway does not close them): %s\n", r.countOwner(OwnerApplication), strings.Join(app, ", "))
 			}
 		}
 	}
@@ -101,7 +117,8 @@ type sarifRule struct {
 	Name                 string            `json:"name"`
 	ShortDescription     sarifText         `json:"shortDescription"`
 	FullDescription      sarifText         `json:"fullDescription"`
-	HelpURI              string            `json:"helpUri"`
+	HelpURI              string            `json:"helpUri,omitempty"`
+	Help                 *sarifText        `json:"help,omitempty"`
 	DefaultConfiguration map[string]string `json:"defaultConfiguration"`
 	Properties           map[string]any    `json:"properties"`
 }
@@ -135,17 +152,68 @@ type sarifLogical struct {
 	Kind               string `json:"kind"`
 }
 
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// ownedBy returns the rule IDs of the findings with the owner, each once,
+// in order of first appearance.
+func (r *Report) ownedBy(owner string) []string {
+	var ids []string
+	seen := map[string]bool{}
+	for _, f := range r.Findings {
+		if f.Owner == owner && !seen[f.Rule] {
+			seen[f.Rule] = true
+			ids = append(ids, f.Rule)
+		}
+	}
+	return ids
+}
+
+func (r *Report) countOwner(owner string) int {
+	n := 0
+	for _, f := range r.Findings {
+		if f.Owner == owner {
+			n++
+		}
+	}
+	return n
+}
+
 func toSARIF(r *Report) sarifLog {
 	d := sarifDriver{Name: "moat-scan", InformationURI: "https://github.com/moat-gateway/moat/blob/main/docs/scan.md"}
+	rules := Rules
+	if r.Tool != "" {
+		d.Name = r.Tool
+		d.InformationURI = "https://github.com/moat-gateway/moat/blob/main/docs/" + strings.TrimPrefix(r.Tool, "moat-") + ".md"
+	}
+	if r.Rules != nil {
+		rules = r.Rules
+	}
 	index := map[string]int{}
-	for i, rule := range Rules {
+	for i, rule := range rules {
 		index[rule.ID] = i
-		d.Rules = append(d.Rules, sarifRule{
+		tags := []string{"security"}
+		if rule.OWASP != "" {
+			tags = append(tags, "owasp-api-top10-2023", rule.OWASP)
+		}
+		props := map[string]any{"tags": tags}
+		if rule.Owner != "" {
+			props["owner"] = rule.Owner
+		}
+		sr := sarifRule{
 			ID: rule.ID, Name: pascalCase(rule.ID),
 			ShortDescription: sarifText{rule.Name}, FullDescription: sarifText{rule.Description}, HelpURI: rule.HelpURI,
 			DefaultConfiguration: map[string]string{"level": "warning"},
-			Properties:           map[string]any{"tags": []string{"security", "owasp-api-top10-2023", rule.OWASP}},
-		})
+			Properties:           props,
+		}
+		if rule.Remediation != "" {
+			sr.Help = &sarifText{rule.Remediation}
+		}
+		d.Rules = append(d.Rules, sr)
 	}
 	results := []sarifResult{}
 	for _, f := range r.Findings {
@@ -167,7 +235,13 @@ func toSARIF(r *Report) sarifLog {
 		if f.Operation != "" {
 			loc.LogicalLocations = []sarifLogical{{FullyQualifiedName: f.Operation, Kind: "function"}}
 		}
-		props := map[string]any{"severity": f.Severity.String(), "owasp": f.OWASP}
+		props := map[string]any{"severity": f.Severity.String()}
+		if f.OWASP != "" {
+			props["owasp"] = f.OWASP
+		}
+		if f.Owner != "" {
+			props["owner"] = f.Owner
+		}
 		if f.Evidence != "" {
 			props["evidence"] = f.Evidence
 		}
@@ -201,7 +275,11 @@ func htmlData(r *Report) map[string]any {
 		fs = append(fs, htmlFinding{f, f.Severity.String()})
 	}
 	sort.SliceStable(fs, func(i, j int) bool { return fs[i].Severity > fs[j].Severity })
-	return map[string]any{"R": r, "Findings": fs, "Counts": counts, "Sevs": []string{"critical", "high", "medium", "low"}}
+	sevs := []string{"critical", "high", "medium", "low"}
+	if counts["info"] > 0 {
+		sevs = append(sevs, "info")
+	}
+	return map[string]any{"R": r, "Findings": fs, "Counts": counts, "Sevs": sevs}
 }
 
 //go:embed report.html

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/moat-gateway/moat/examples/vulnapi"
 )
 
 func loadTestSpec(t *testing.T) *Spec {
@@ -21,12 +23,12 @@ func loadTestSpec(t *testing.T) *Spec {
 	return s
 }
 
-func testOptions(t *testing.T, api *testAPI, url string) Options {
+func testOptions(t *testing.T, api *vulnapi.API, url string) Options {
 	return Options{
 		Target: url, Spec: loadTestSpec(t), Rate: 5000, MaxRequests: 500,
 		RequestTimeout: 3 * time.Second, Timeout: 60 * time.Second, SSRFWait: 500 * time.Millisecond,
 		Identities: []Identity{
-			{Name: "alice", Header: "Authorization", Value: "Bearer " + api.aliceToken()},
+			{Name: "alice", Header: "Authorization", Value: "Bearer " + api.AliceToken()},
 			{Name: "bob", Header: "X-API-Key", Value: bobKey},
 		},
 	}
@@ -70,7 +72,7 @@ func TestScanVulnerableAndHardened(t *testing.T) {
 		})
 	}
 	for _, f := range vrep.Findings {
-		if strings.Contains(f.Evidence+f.Message+f.URL, bobKey) || strings.Contains(f.Evidence+f.Message, vuln.aliceToken()[20:]) {
+		if strings.Contains(f.Evidence+f.Message+f.URL, bobKey) || strings.Contains(f.Evidence+f.Message, vuln.AliceToken()[20:]) {
 			t.Errorf("finding %s leaks a credential: %+v", f.Rule, f)
 		}
 	}
@@ -127,7 +129,7 @@ func TestDryRunSendsNothing(t *testing.T) {
 	o := testOptions(t, api, srv.URL)
 	o.DryRun, o.AllowDestructive = true, true
 	rep := runScan(t, o)
-	if n := api.requests.Load(); n != 0 {
+	if n := api.Requests(); n != 0 {
 		t.Fatalf("dry run sent %d requests", n)
 	}
 	if len(rep.Plan) == 0 || rep.Requests != 0 {
@@ -149,7 +151,7 @@ func TestDestructiveNeedsFlag(t *testing.T) {
 	srv := httptest.NewServer(api)
 	defer srv.Close()
 	rep := runScan(t, testOptions(t, api, srv.URL))
-	if n := api.writes.Load(); n != 0 {
+	if n := api.Writes(); n != 0 {
 		t.Fatalf("%d data-changing requests without --allow-destructive", n)
 	}
 	if rulesOf(rep)[RuleMassAssignment] != 0 {
@@ -172,7 +174,7 @@ func TestRequestBudget(t *testing.T) {
 		o.MaxRequests = max
 		rep := runScan(t, o)
 		srv.Close()
-		if n := api.requests.Load(); n > int64(max) || rep.Requests > max {
+		if n := api.Requests(); n > int64(max) || rep.Requests > max {
 			t.Errorf("budget %d: server saw %d, report says %d", max, n, rep.Requests)
 		}
 		if !rep.BudgetExhausted {

@@ -118,6 +118,13 @@ var ProbeNames = []string{
 
 // Report is the result of a scan.
 type Report struct {
+	// Tool names the tool in the table, HTML and SARIF output; "" is
+	// moat-scan. Other moat commands (moat lint) reuse Report and
+	// WriteReport with their own Tool and Rules.
+	Tool string `json:"tool,omitempty"`
+	// Rules are the rules the report's findings name (the SARIF rules);
+	// nil means the scan rules (Rules).
+	Rules           []Rule        `json:"-"`
 	Target          string        `json:"target"`
 	Spec            string        `json:"spec"`
 	SpecVersion     string        `json:"spec_version"`
@@ -302,7 +309,7 @@ func (sc *scanner) add(f Finding) {
 	if r == nil {
 		panic("scan: unknown rule " + f.Rule)
 	}
-	f.OWASP = r.OWASP
+	f.OWASP, f.Owner = r.OWASP, r.Owner
 	f.Evidence = sc.redact(f.Evidence)
 	k := f.fingerprint()
 	if sc.seen[k] {

@@ -1,0 +1,66 @@
+// Command vulnapi serves the deliberately vulnerable sample API of package
+// vulnapi on a loopback address, for trying moat scan and moat in front of
+// it:
+//
+//	go run ./examples/vulnapi/cmd/vulnapi -addr 127.0.0.1:9090
+//	moat scan --target http://127.0.0.1:9090 --spec examples/vulnapi/openapi.yaml \
+//	  --auth alice="Authorization: Bearer $(go run ./examples/vulnapi/cmd/vulnapi -print-token)" \
+//	  --auth bob="X-API-Key: bob-key-0123456789"
+//
+// It refuses non-loopback addresses unless -unsafe-listen is given.
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/moat-gateway/moat/examples/vulnapi"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:9090", "listen address")
+	hardened := flag.Bool("hardened", false, "serve the hardened variant")
+	subject := flag.String("subject-header", "", "trust this header (set by moat, e.g. X-Moat-Subject) for the caller's user ID")
+	certFile := flag.String("tls-cert", "", "serve HTTPS with this PEM certificate (the vulnerable variant accepts TLS 1.0)")
+	keyFile := flag.String("tls-key", "", "PEM private key of -tls-cert")
+	unsafe := flag.Bool("unsafe-listen", false, "allow a non-loopback listen address")
+	printToken := flag.Bool("print-token", false, "print a token for alice (user 1) and exit")
+	flag.Parse()
+
+	api := vulnapi.New(vulnapi.Options{Hardened: *hardened, SubjectHeader: *subject})
+	if *printToken {
+		fmt.Println(api.AliceToken())
+		return
+	}
+	if err := run(api, *addr, *hardened, *certFile, *keyFile, *unsafe); err != nil {
+		log.Fatalf("vulnapi: %v", err)
+	}
+}
+
+func run(api *vulnapi.API, addr string, hardened bool, certFile, keyFile string, unsafe bool) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(host); !unsafe && (ip == nil || !ip.IsLoopback()) && host != "localhost" {
+		return errors.New("refusing to serve a deliberately vulnerable API on a non-loopback address (use -unsafe-listen)")
+	}
+	srv := &http.Server{Addr: addr, Handler: api, ReadHeaderTimeout: 5 * time.Second}
+	fmt.Fprintf(os.Stderr, "vulnapi (hardened=%v) listening on %s\n", hardened, addr)
+	if certFile == "" {
+		return srv.ListenAndServe()
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return err
+	}
+	srv.TLSConfig = vulnapi.TLSConfig(hardened, cert)
+	return srv.ListenAndServeTLS("", "")
+}
