@@ -199,7 +199,7 @@ func New(cfg config.Admin, deps Deps) (*Server, error) {
 		}
 		s.tlsMgr = m
 	}
-	s.routes = s.endpoints()
+	s.routes = append(s.endpoints(), s.uiEndpoints()...)
 	s.httpSrv = &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 5 * time.Second,
