@@ -185,6 +185,11 @@ func applyDefaults(c *Config) {
 	if c.SafeErrors != nil {
 		c.SafeErrors.ApplyDefaults()
 	}
+	for _, u := range c.Upstreams {
+		if u != nil && u.OpenAPI != nil {
+			u.OpenAPI.ApplyDefaults()
+		}
+	}
 	for _, r := range c.Routes {
 		if r == nil {
 			continue
@@ -213,6 +218,9 @@ func applyDefaults(c *Config) {
 		}
 		if r.Version != nil {
 			r.Version.ApplyDefaults()
+		}
+		if r.OpenAPI != nil {
+			r.OpenAPI.ApplyDefaults()
 		}
 	}
 }

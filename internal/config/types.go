@@ -115,6 +115,7 @@ type CORS struct {
 // Upstream is a named backend with one or more targets.
 type Upstream struct {
 	Targets        []URL           `yaml:"targets" jsonschema:"description=Base URLs (http or https) of the backend's instances; requests are spread round robin.,minItems=1"`
+	OpenAPI        *OpenAPI        `yaml:"openapi,omitempty" jsonschema:"description=The backend's OpenAPI document: every operation becomes a route (x-moat-auth; x-moat-rate-limits; x-moat-owner) validated against it (docs/openapi.md)."`
 	PassHost       bool            `yaml:"pass_host" jsonschema:"description=Send the client's Host header instead of the target's."`
 	Timeouts       UpstreamTimeout `yaml:"timeouts" jsonschema:"description=Connect, response-header and overall timeouts."`
 	MaxIdleConns   int             `yaml:"max_idle_conns" jsonschema:"description=Idle keep-alive connections kept per target. Default 256.,minimum=1"`
@@ -181,6 +182,7 @@ type Route struct {
 	Timeout         Duration         `yaml:"timeout" jsonschema:"description=Overall upstream timeout for this route, replacing the upstream's."`
 	CORS            *CORS            `yaml:"cors,omitempty" jsonschema:"description=CORS policy for this route, replacing the top-level one."`
 	RateLimits      []string         `yaml:"rate_limits" jsonschema:"description=Names of rate limits and quotas applied to this route, besides those of its upstream and of the principal's plan."`
+	OpenAPI         *OpenAPI         `yaml:"openapi,omitempty" jsonschema:"description=Validate this route's requests against an OpenAPI document (docs/openapi.md)."`
 	SafeErrors      *SafeErrors      `yaml:"safe_errors,omitempty" jsonschema:"description=Safe errors for this route; replaces the top-level block."`
 	UpstreamHeaders *UpstreamHeaders `yaml:"upstream_headers,omitempty" jsonschema:"description=More upstream response headers to remove on this route; on top of security_headers.remove."`
 	Version         *Version         `yaml:"version,omitempty" jsonschema:"description=The API version this route serves; its deprecation and sunset (docs/versioning.md)."`

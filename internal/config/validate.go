@@ -76,6 +76,9 @@ func validate(c *Config, p *problems) {
 	}
 	for name, u := range c.Upstreams {
 		validateUpstream(name, u, p)
+		if u != nil && u.OpenAPI != nil {
+			u.OpenAPI.validate("upstreams."+name+".openapi", p)
+		}
 		if u != nil {
 			validateRefs(p, "upstreams."+name+".rate_limits", u.RateLimits, c.RateLimits, "rate limit")
 		}
@@ -542,6 +545,9 @@ func validateRoutes(c *Config, p *problems) {
 		}
 		if r.Version != nil {
 			more = append(more, r.Version.Validate(path+".version")...)
+		}
+		if r.OpenAPI != nil {
+			r.OpenAPI.validate(path+".openapi", p)
 		}
 		for _, pr := range more {
 			p.add(pr.Path, "%s", pr.Msg)

@@ -125,8 +125,8 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 	}
 	lb := &limitBuilder{cfg: cfg, state: state, persist: !ephemeral, exprs: map[string]*expr.Program{}}
 	rb := router.NewBuilder[*gateway.Route]()
-	for i, rc := range cfg.Routes {
-		path := fmt.Sprintf("routes[%d]", i)
+	for _, spec := range routeSpecs(cfg, state, probs) {
+		path, rc := spec.path, spec.rc
 		route := &gateway.Route{Name: rc.Name, Template: rc.Path, MaxBody: int64(*rc.MaxBody)}
 
 		corsCfg := cfg.CORS
@@ -191,6 +191,11 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 			} else {
 				route.Request = append(route.Request, az)
 			}
+		}
+		// OpenAPI validation after authorization: a principal that may not
+		// call the route learns nothing about its schema.
+		if spec.validate != nil {
+			route.Request = append(route.Request, spec.validate)
 		}
 
 		// The WAF last: the most expensive stage sees only requests every

@@ -19,6 +19,7 @@ import (
 	"github.com/moat-gateway/moat/internal/gateway"
 	"github.com/moat-gateway/moat/internal/keys"
 	"github.com/moat-gateway/moat/internal/ratelimit"
+	"github.com/moat-gateway/moat/internal/validate/openapi"
 )
 
 // State is what outlives one configuration: rate-limit counters and Redis
@@ -39,6 +40,18 @@ type State struct {
 	anomaly  map[string]*anomalyRuntime // detectors by configuration, so a reload keeps their windows
 
 	observers []func(*gateway.Exchange) // called with every finished request (SetObservers)
+	shadow    *openapi.ShadowReport     // undocumented endpoints seen in traffic
+}
+
+// Shadow returns the process's shadow API report, created on first use, so
+// that what it has seen survives reloads.
+func (s *State) Shadow() *openapi.ShadowReport {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shadow == nil {
+		s.shadow = openapi.NewShadowReport(10000, nil)
+	}
+	return s.shadow
 }
 
 // anomalyRuntime is the anomaly detection of one anomaly configuration.

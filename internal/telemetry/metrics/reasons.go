@@ -14,6 +14,9 @@ const (
 // set without bound. TestKnownReasonsCoverDocs checks that every reason in
 // docs/reasons.md is here.
 var knownReasons = map[string]reasonKind{
+	// versioning
+	"version_not_supported": kindOther, "version_required": kindOther, "api_version_retired": kindOther,
+	"upstream_error": kindOther,
 	// kernel
 	"route_not_found": kindOther, "method_not_allowed": kindOther, "invalid_path": kindOther,
 	"body_too_large": kindOther, "body_read_failed": kindOther, "invalid_json": kindOther,
