@@ -159,7 +159,10 @@ func referenceXML(data []byte) xmlRef {
 			depth++
 			ref.depth = max(ref.depth, depth)
 			ref.attrs = max(ref.attrs, len(t.Attr))
-			ref.xinclude = ref.xinclude || strings.HasSuffix(t.Name.Space, "/XInclude") && strings.HasPrefix(t.Name.Space, "http://www.w3.org/200")
+			// Only the two XInclude namespaces make an element an
+			// XInclude instruction; a look-alike such as
+			// http://www.w3.org/200/XInclude is an ordinary namespace.
+			ref.xinclude = ref.xinclude || t.Name.Space == "http://www.w3.org/2001/XInclude" || t.Name.Space == "http://www.w3.org/2003/XInclude"
 			seen := map[xml.Name]bool{}
 			for _, a := range t.Attr {
 				ref.dupAttr = ref.dupAttr || seen[a.Name]
