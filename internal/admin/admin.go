@@ -20,10 +20,12 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/moat-gateway/moat/internal/anomaly"
 	"github.com/moat-gateway/moat/internal/config"
 	"github.com/moat-gateway/moat/internal/gateway"
 	"github.com/moat-gateway/moat/internal/keys"
@@ -102,7 +104,8 @@ type ReadyCheck struct {
 }
 
 // AuditFunc records an admin action: action names it (config_apply,
-// key_create, key_revoke, key_rotate, admin_auth_failure), actor is the
+// key_create, key_revoke, key_rotate, block_add, block_remove,
+// admin_auth_failure, admin_forbidden), actor is the
 // authenticated administrator or nil, from the client address, msg says what
 // was done without secrets, err is nil when the action succeeded. Wire it to
 // audit.AdminAction and (*audit.Auditor).Record.
@@ -127,6 +130,18 @@ type Deps struct {
 	Routes func() []RoutePosture
 	// Keys is the API key store; nil answers 501 on the key endpoints.
 	Keys keys.Store
+	// Alerts returns up to limit recent anomaly alerts, newest first (all
+	// kept when limit <= 0), such as (*anomaly.Detector).RecentAlerts or
+	// (*anomaly.AlertRing).Recent; nil answers 501 on /api/v1/alerts.
+	Alerts func(limit int) []anomaly.Alert
+	// Blocks is the anomaly block store the block stage reads; nil answers
+	// 501 on the /api/v1/blocks endpoints. A store whose methods return an
+	// error wrapping ErrNotAvailable (the serving configuration has no
+	// blocks) answers 501 too.
+	Blocks BlockStore
+	// BlockIPv6Prefix is anomaly.ipv6_prefix: the length of the IPv6
+	// prefixes blocks are written for (default 64).
+	BlockIPv6Prefix int
 	// Metrics serves /metrics; nil answers 404 there.
 	Metrics http.Handler
 	// Ready are the readiness checks of /readyz besides "configuration loaded".
@@ -285,9 +300,10 @@ type endpoint struct {
 
 // call is one authenticated request.
 type call struct {
-	actor *gateway.Principal // nil on unauthenticated endpoints
-	from  netip.Addr
-	id    string // the {id} path segment
+	actor  *gateway.Principal // nil on unauthenticated endpoints
+	from   netip.Addr
+	id     string            // the {id} path segment
+	params map[string]string // every {name} path segment, unescaped
 }
 
 func (s *Server) endpoints() []endpoint {
@@ -311,35 +327,57 @@ func (s *Server) endpoints() []endpoint {
 		{"POST", "/api/v1/keys/{id}/revoke", write, s.revokeKey},
 		{"POST", "/api/v1/keys/{id}/rotate", write, s.rotateKey},
 		{"GET", "/api/v1/events", read, s.listEvents},
+		{"GET", "/api/v1/alerts", read, s.listAlerts},
+		{"GET", "/api/v1/blocks", read, s.listBlocks},
+		{"POST", "/api/v1/blocks", write, s.addBlock},
+		{"DELETE", "/api/v1/blocks/{kind}/{subject}", write, s.removeBlock},
 	}
 }
 
-// match finds the endpoints for path; id is the {id} segment when the path
-// has one.
-func (s *Server) match(path string) (eps []*endpoint, id string) {
+// match finds the endpoints for the escaped path; params holds the
+// unescaped {name} segments of the last match (the endpoints of one path
+// share their pattern).
+func (s *Server) match(escapedPath string) (eps []*endpoint, params map[string]string) {
 	for i := range s.routes {
 		e := &s.routes[i]
-		if v, ok := matchPath(e.path, path); ok {
-			eps, id = append(eps, e), v
+		if v, ok := matchPath(e.path, escapedPath); ok {
+			eps, params = append(eps, e), v
 		}
 	}
-	return eps, id
+	return eps, params
 }
 
-// matchPath matches path against a pattern with at most one {id} segment.
-func matchPath(pattern, path string) (string, bool) {
-	pre, post, hasParam := strings.Cut(pattern, "{id}")
-	if !hasParam {
-		return "", pattern == path
+// matchPath matches an escaped path against a pattern whose {name}
+// segments match one non-empty segment each; the segment is unescaped, so
+// a parameter may hold an escaped slash (%2F). Nothing else is unescaped
+// before comparing, so an escaped literal segment does not match.
+func matchPath(pattern, escapedPath string) (map[string]string, bool) {
+	if !strings.Contains(pattern, "{") {
+		return nil, pattern == escapedPath
 	}
-	if !strings.HasPrefix(path, pre) || !strings.HasSuffix(path, post) || len(path) <= len(pre)+len(post) {
-		return "", false
+	ps, xs := strings.Split(pattern, "/"), strings.Split(escapedPath, "/")
+	if len(ps) != len(xs) {
+		return nil, false
 	}
-	v := path[len(pre) : len(path)-len(post)]
-	if strings.Contains(v, "/") {
-		return "", false
+	var params map[string]string
+	for i, p := range ps {
+		name, isParam := strings.CutPrefix(p, "{")
+		if !isParam {
+			if p != xs[i] {
+				return nil, false
+			}
+			continue
+		}
+		v, err := url.PathUnescape(xs[i])
+		if err != nil || v == "" {
+			return nil, false
+		}
+		if params == nil {
+			params = map[string]string{}
+		}
+		params[strings.TrimSuffix(name, "}")] = v
 	}
-	return v, true
+	return params, true
 }
 
 // ServeHTTP checks the Host, the Origin, the caller's identity and role, in
@@ -359,7 +397,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, http.StatusForbidden, ReasonOriginNotAllowed, "cross-origin state-changing requests are refused", nil)
 		return
 	}
-	eps, id := s.match(r.URL.Path)
+	eps, params := s.match(r.URL.EscapedPath())
 	if len(eps) == 0 {
 		s.problem(w, http.StatusNotFound, ReasonNotFound, "no such endpoint", nil)
 		return
@@ -377,7 +415,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.problem(w, http.StatusMethodNotAllowed, ReasonMethodNotAllowed, "", nil)
 		return
 	}
-	c := &call{from: from, id: id}
+	c := &call{from: from, id: params["id"], params: params}
 	if ep.role != "" {
 		actor, err := s.authenticate(r)
 		if err != nil {

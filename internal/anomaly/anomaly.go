@@ -121,6 +121,11 @@ type Options struct {
 	Blocker  Blocker  // nil: no blocks, whatever block.enabled says
 	Log      *slog.Logger
 	Now      func() time.Time // for the idle sweep; default time.Now
+	// Recent keeps the alerts the Detector handles, for RecentAlerts; nil
+	// gives the Detector a ring of its own of DefaultRecentAlerts. Share
+	// one ring between the Detectors successive reloads build to keep the
+	// history.
+	Recent *AlertRing
 }
 
 type detectorSettings struct {
@@ -152,6 +157,7 @@ type Detector struct {
 
 	notifier Notifier
 	blocker  Blocker
+	recent   *AlertRing
 	log      *slog.Logger
 	now      func() time.Time
 
@@ -208,8 +214,11 @@ func New(c *config.Anomaly, o Options) *Detector {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Recent == nil {
+		o.Recent = NewAlertRing(DefaultRecentAlerts)
+	}
 	d := &Detector{
-		seed: maphash.MakeSeed(), notifier: o.Notifier, blocker: o.Blocker, log: o.Log, now: o.Now,
+		seed: maphash.MakeSeed(), notifier: o.Notifier, blocker: o.Blocker, recent: o.Recent, log: o.Log, now: o.Now,
 		actions: make(chan Alert, actionQueue), stop: make(chan struct{}),
 		idleTTL: c.IdleTTL.D(), ipv6Prefix: c.IPv6Prefix, blockFor: c.Block.Duration.D(),
 		perShard: max(1, c.MaxSubjects/numShards),
@@ -536,6 +545,15 @@ func (d *Detector) sweeper() {
 	}
 }
 
+// RecentAlerts returns up to limit of the alerts this Detector (and any
+// other sharing its Options.Recent ring) handled, newest first; limit <= 0
+// returns every alert kept. An alert appears once the background worker
+// has handled it (blocked its subject when its detector blocks, logged it
+// and handed it to the notifier), with BlockedUntil set when it blocked;
+// alerts lost because the action queue was full (Stats.ActionsLost) never
+// appear. It is safe for concurrent use and never nil.
+func (d *Detector) RecentAlerts(limit int) []Alert { return d.recent.Recent(limit) }
+
 // work blocks the subjects of alerts whose detector blocks, then logs the
 // alerts and hands them to the notifier.
 func (d *Detector) work() {
@@ -578,6 +596,7 @@ func (d *Detector) act(a Alert) {
 		attrs = append(attrs, "blocked_until", a.BlockedUntil)
 	}
 	d.log.Warn("anomaly detected", attrs...)
+	d.recent.Add(a)
 	if d.notifier != nil {
 		d.notifier.Notify(a)
 	}

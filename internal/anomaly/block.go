@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,6 +25,42 @@ type Blocker interface {
 	// Blocked reports whether the subject is blocked now and until when.
 	// An error means the store could not tell.
 	Blocked(ctx context.Context, kind, subject string) (bool, time.Time, error)
+	// List returns the blocks in force, at most MaxListedBlocks of them,
+	// sorted by end (latest first), then kind and subject.
+	List(ctx context.Context) ([]Block, error)
+	// Unblock lifts the subject's block at once, or returns ErrNotBlocked
+	// when it has none in force.
+	Unblock(ctx context.Context, kind, subject string) error
+}
+
+// Block is one block in force, as List reports it.
+type Block struct {
+	Kind    string // KindIP or KindPrincipal
+	Subject string // as blocked; "sha256:<hex>" for a Redis subject over 128 bytes (see Hashed)
+	Until   time.Time
+	// Hashed says Subject is the SHA-256 a Redis blocker keeps instead of
+	// a subject over 128 bytes. Unblock accepts it as the subject.
+	Hashed bool
+}
+
+// MaxListedBlocks bounds what Blocker.List returns.
+const MaxListedBlocks = 10000
+
+// ErrNotBlocked is returned by Unblock when the subject has no block in
+// force.
+var ErrNotBlocked = errors.New("not blocked")
+
+// sortBlocks orders blocks by end (latest first), then kind and subject.
+func sortBlocks(bs []Block) {
+	slices.SortFunc(bs, func(a, b Block) int {
+		if c := b.Until.Compare(a.Until); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.Kind, b.Kind); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Subject, b.Subject)
+	})
 }
 
 // errBlockTableFull is returned by Memory.Block when it holds its maximum
@@ -85,6 +123,40 @@ func (m *Memory) Blocked(_ context.Context, kind, subject string) (bool, time.Ti
 		return true, u, nil
 	}
 	return false, time.Time{}, nil
+}
+
+// List implements Blocker; it never fails. It takes the lock for one pass
+// over the table (at most max entries).
+func (m *Memory) List(_ context.Context) ([]Block, error) {
+	now := m.now()
+	out := []Block{}
+	m.mu.Lock()
+	for k, u := range m.until {
+		if !u.After(now) {
+			continue
+		}
+		kind, subject, _ := strings.Cut(k, "\x00")
+		out = append(out, Block{Kind: kind, Subject: subject, Until: u})
+	}
+	m.mu.Unlock()
+	sortBlocks(out)
+	if len(out) > MaxListedBlocks {
+		out = out[:MaxListedBlocks]
+	}
+	return out, nil
+}
+
+// Unblock implements Blocker; it fails only with ErrNotBlocked.
+func (m *Memory) Unblock(_ context.Context, kind, subject string) error {
+	k := kind + "\x00" + subject
+	m.mu.Lock()
+	u, ok := m.until[k]
+	delete(m.until, k)
+	m.mu.Unlock()
+	if !ok || !u.After(m.now()) {
+		return ErrNotBlocked
+	}
+	return nil
 }
 
 // RedisOptions configures a Redis blocker.
@@ -212,6 +284,117 @@ func (r *Redis) Blocked(ctx context.Context, kind, subject string) (bool, time.T
 		return false, time.Time{}, nil
 	}
 	return true, until, nil
+}
+
+// listScanCount is the COUNT hint of each SCAN List sends; listMaxScans
+// bounds the SCAN round trips of one List (the keyspace walked is at most
+// about listScanCount x listMaxScans keys).
+const (
+	listScanCount = 1000
+	listMaxScans  = 10000
+)
+
+// List implements Blocker: it walks the keys under the prefix with SCAN
+// (bounded: see MaxListedBlocks and listMaxScans) and reads each block's
+// end with one pipelined GET per page. Keys whose value is not a block end
+// are skipped. Subjects over 128 bytes are listed as their hash (Hashed).
+func (r *Redis) List(ctx context.Context) ([]Block, error) {
+	now := r.now()
+	out := []Block{}
+	var cursor uint64
+	for range listMaxScans {
+		page, next, err := r.client.Scan(ctx, cursor, escapeGlob(r.prefix)+"*", listScanCount).Result()
+		if err != nil {
+			return nil, fmt.Errorf("listing blocks: %w", err)
+		}
+		if len(page) > 0 {
+			pipe := r.client.Pipeline()
+			gets := make([]*redis.StringCmd, len(page))
+			for i, k := range page {
+				gets[i] = pipe.Get(ctx, k)
+			}
+			if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+				return nil, fmt.Errorf("listing blocks: %w", err)
+			}
+			for i, k := range page {
+				v, err := gets[i].Result()
+				if err != nil {
+					continue // expired or deleted since the SCAN
+				}
+				ms, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					continue
+				}
+				until := time.UnixMilli(ms)
+				kind, subject, ok := strings.Cut(strings.TrimPrefix(k, r.prefix), ":")
+				if !ok || (kind != KindIP && kind != KindPrincipal) || !until.After(now) {
+					continue
+				}
+				out = append(out, Block{Kind: kind, Subject: subject, Until: until, Hashed: isHashedSubject(subject)})
+			}
+		}
+		if next == 0 || len(out) >= MaxListedBlocks {
+			break
+		}
+		cursor = next
+	}
+	sortBlocks(out)
+	if len(out) > MaxListedBlocks {
+		out = out[:MaxListedBlocks]
+	}
+	return out, nil
+}
+
+// unblockScript deletes a block and returns the end it had, or false.
+var unblockScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+redis.call('DEL', KEYS[1])
+return v
+`)
+
+// Unblock implements Blocker: it deletes the key (one script: GET, DEL)
+// and forgets this instance's cached answer; ErrNotBlocked when there was
+// no key or its end had passed by the local clock. Other instances honour
+// their cached answer for up to CacheTTL.
+func (r *Redis) Unblock(ctx context.Context, kind, subject string) error {
+	k := r.key(kind, subject)
+	v, err := unblockScript.Run(ctx, r.client, []string{k}).Text()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("deleting block: %w", err)
+	}
+	sh := &r.cache[maphash.String(r.seed, k)%16]
+	sh.mu.Lock()
+	delete(sh.m, k)
+	sh.mu.Unlock()
+	ms, perr := strconv.ParseInt(v, 10, 64)
+	if err != nil || perr != nil || !time.UnixMilli(ms).After(r.now()) {
+		return ErrNotBlocked
+	}
+	return nil
+}
+
+// isHashedSubject reports whether a subject read back from a key is the
+// hash key() puts in place of a long subject.
+func isHashedSubject(s string) bool {
+	h, ok := strings.CutPrefix(s, "sha256:")
+	if !ok || len(h) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(h)
+	return err == nil
+}
+
+// escapeGlob escapes the characters SCAN MATCH treats as pattern syntax.
+func escapeGlob(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		switch c {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
 
 func (r *Redis) store(k string, c cached) {

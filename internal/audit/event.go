@@ -80,7 +80,7 @@ type Event struct {
 	RawQuery     string        // only its parameter names are written, as moat.query_keys
 	UserAgent    string        // user_agent.original
 	TLSVersion   string        // tls.version
-	TraceID      string        // trace.id, from a valid W3C traceparent header
+	TraceID      string        // trace.id: Exchange.TraceID, else from a valid W3C traceparent header
 	ClientIP     netip.Addr    // source.ip
 	PeerIP       netip.Addr    // moat.peer_ip, written when it differs from ClientIP
 	Decision     string        // moat.decision
@@ -175,6 +175,11 @@ func FromExchange(ex *gateway.Exchange, end time.Time) Event {
 		}
 		ev.UserAgent = r.Header.Get("User-Agent")
 		ev.TraceID = TraceID(r.Header.Get("Traceparent"))
+	}
+	if ex.TraceID != "" {
+		// Tracing is on: the trace of the exchange's own span, which the
+		// upstream was given.
+		ev.TraceID = ex.TraceID
 	}
 	ev.Scheme = "http"
 	if ex.TLS != nil {

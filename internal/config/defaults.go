@@ -15,6 +15,7 @@ const (
 	DefaultMaxHeaderBytes    = Size(32 << 10)
 	DefaultMaxBody           = Size(1 << 20)
 	DefaultShutdownGrace     = Duration(30 * time.Second)
+	DefaultMaxConnections    = 10000
 	DefaultRequestIDHeader   = "X-Request-ID"
 	DefaultClientIPHeader    = "x-forwarded-for"
 	DefaultTLSMinVersion     = "1.2"
@@ -56,6 +57,9 @@ func applyDefaults(c *Config) {
 	}
 	if s.WatchConfig == nil {
 		s.WatchConfig = ptr(true)
+	}
+	if s.MaxConnections == 0 {
+		s.MaxConnections = DefaultMaxConnections
 	}
 	named := map[string]bool{}
 	for _, l := range c.Listeners {
@@ -179,6 +183,7 @@ func applyDefaults(c *Config) {
 	if c.Anomaly != nil {
 		c.Anomaly.ApplyDefaults()
 	}
+	c.Tracing.ApplyDefaults()
 	if c.Admin != nil {
 		c.Admin.ApplyDefaults()
 	}
@@ -188,6 +193,9 @@ func applyDefaults(c *Config) {
 	for _, u := range c.Upstreams {
 		if u != nil && u.OpenAPI != nil {
 			u.OpenAPI.ApplyDefaults()
+			if u.OpenAPI.ResponseFiltering != nil {
+				u.OpenAPI.ResponseFiltering.ApplyDefaults()
+			}
 		}
 	}
 	for _, r := range c.Routes {
@@ -221,6 +229,9 @@ func applyDefaults(c *Config) {
 		}
 		if r.OpenAPI != nil {
 			r.OpenAPI.ApplyDefaults()
+		}
+		if r.ResponseFiltering != nil {
+			r.ResponseFiltering.ApplyDefaults()
 		}
 	}
 }

@@ -10,6 +10,7 @@ type Config struct {
 	CORS             *CORS                     `yaml:"cors,omitempty" jsonschema:"description=Default CORS policy for every route; a route's own cors block replaces it."`
 	Admin            *Admin                    `yaml:"admin,omitempty" jsonschema:"description=The admin listener: admin API; Prometheus metrics; health endpoints (docs/admin.md). Off unless set."`
 	Anomaly          *Anomaly                  `yaml:"anomaly,omitempty" jsonschema:"description=Anomaly detection per principal and client address: credential stuffing; enumeration; volume spikes; WAF bursts; with alerts and optional temporary blocks (docs/anomaly.md)."`
+	Tracing          *Tracing                  `yaml:"tracing,omitempty" jsonschema:"description=OpenTelemetry traces: a span per request and per stage; W3C traceparent from trusted peers; OTLP export (docs/tracing.md)."`
 	Audit            *Audit                    `yaml:"audit,omitempty" jsonschema:"description=Audit events: one per request and per reload; sinks; spool; hash chain (docs/audit.md)."`
 	SafeErrors       *SafeErrors               `yaml:"safe_errors,omitempty" jsonschema:"description=Replace upstream error bodies with problem+json (docs/safe-errors.md). On by default for 5xx; a route's safe_errors replaces it."`
 	PayloadLimits    PayloadLimits             `yaml:"payload_limits" jsonschema:"description=Bounds on the shape of every request (URL and header counts; JSON and XML and multipart and form bodies; compressed bodies); on for every route. A route's payload_limits overrides single fields."`
@@ -41,6 +42,7 @@ type Server struct {
 	ClientIPHeader    string   `yaml:"client_ip_header" jsonschema:"description=Header read from trusted proxies to find the client address.,enum=x-forwarded-for,enum=forwarded,enum=x-real-ip"`
 	RequestIDHeader   string   `yaml:"request_id_header" jsonschema:"description=Header carrying the request ID to the upstream and back to the client. Default X-Request-ID."`
 	WatchConfig       *bool    `yaml:"watch_config" jsonschema:"description=Reload when the configuration file changes on disk (SIGHUP always reloads). Default true."`
+	MaxConnections    int      `yaml:"max_connections" jsonschema:"description=Most connections each listener holds open at once; past it the listener stops accepting and new connections wait in the kernel backlog until one closes. Default 10000. Needs a restart to change.,minimum=1,maximum=1000000"`
 }
 
 // Listener is one socket the gateway serves on.
@@ -170,25 +172,26 @@ type CircuitBreaker struct {
 // Route maps host + methods + path template to an upstream, with the
 // protections that apply to it.
 type Route struct {
-	Name            string           `yaml:"name" jsonschema:"description=Unique name used in logs, metrics and audit. Default: METHODS path."`
-	Host            string           `yaml:"host" jsonschema:"description=Host to match: exact (api.example.com), wildcard (*.example.com) or empty for any."`
-	Path            string           `yaml:"path" jsonschema:"description=Path template: /books, /books/{id}, /files/{path...} (catch-all, last segment only)."`
-	Methods         []string         `yaml:"methods" jsonschema:"description=Methods served; others get 405 with Allow. GET also serves HEAD. TRACE and CONNECT are refused.,minItems=1"`
-	Upstream        string           `yaml:"upstream" jsonschema:"description=Name of the upstream requests are forwarded to."`
-	Rewrite         Rewrite          `yaml:"rewrite" jsonschema:"description=Change the path sent upstream."`
-	Auth            *RouteAuth       `yaml:"auth,omitempty" jsonschema:"description=How requests to this route are authenticated: the authenticators tried in order. Zero trust: a route needs auth or public: true."`
-	Public          bool             `yaml:"public" jsonschema:"description=Explicitly allow unauthenticated access. Zero trust: a route must have an auth block or public: true, not both."`
-	MaxBody         *Size            `yaml:"max_body,omitempty" jsonschema:"description=Request body cap for this route; larger bodies get 413, checked while streaming. Default: server.max_body."`
-	Timeout         Duration         `yaml:"timeout" jsonschema:"description=Overall upstream timeout for this route, replacing the upstream's."`
-	CORS            *CORS            `yaml:"cors,omitempty" jsonschema:"description=CORS policy for this route, replacing the top-level one."`
-	RateLimits      []string         `yaml:"rate_limits" jsonschema:"description=Names of rate limits and quotas applied to this route, besides those of its upstream and of the principal's plan."`
-	OpenAPI         *OpenAPI         `yaml:"openapi,omitempty" jsonschema:"description=Validate this route's requests against an OpenAPI document (docs/openapi.md)."`
-	SafeErrors      *SafeErrors      `yaml:"safe_errors,omitempty" jsonschema:"description=Safe errors for this route; replaces the top-level block."`
-	UpstreamHeaders *UpstreamHeaders `yaml:"upstream_headers,omitempty" jsonschema:"description=More upstream response headers to remove on this route; on top of security_headers.remove."`
-	Version         *Version         `yaml:"version,omitempty" jsonschema:"description=The API version this route serves; its deprecation and sunset (docs/versioning.md)."`
-	Masking         *Masking         `yaml:"masking,omitempty" jsonschema:"description=Mask or block personal data and secrets in this route's JSON and text responses (docs/masking.md). Off unless set."`
-	WAF             *WAF             `yaml:"waf,omitempty" jsonschema:"description=Web application firewall for this route: Coraza with the OWASP Core Rule Set (docs/waf.md). Off unless set."`
-	PayloadLimits   *PayloadLimits   `yaml:"payload_limits,omitempty" jsonschema:"description=Payload limits of this route: the fields set here override the top-level payload_limits."`
+	Name              string             `yaml:"name" jsonschema:"description=Unique name used in logs, metrics and audit. Default: METHODS path."`
+	Host              string             `yaml:"host" jsonschema:"description=Host to match: exact (api.example.com), wildcard (*.example.com) or empty for any."`
+	Path              string             `yaml:"path" jsonschema:"description=Path template: /books, /books/{id}, /files/{path...} (catch-all, last segment only)."`
+	Methods           []string           `yaml:"methods" jsonschema:"description=Methods served; others get 405 with Allow. GET also serves HEAD. TRACE and CONNECT are refused.,minItems=1"`
+	Upstream          string             `yaml:"upstream" jsonschema:"description=Name of the upstream requests are forwarded to."`
+	Rewrite           Rewrite            `yaml:"rewrite" jsonschema:"description=Change the path sent upstream."`
+	Auth              *RouteAuth         `yaml:"auth,omitempty" jsonschema:"description=How requests to this route are authenticated: the authenticators tried in order. Zero trust: a route needs auth or public: true."`
+	Public            bool               `yaml:"public" jsonschema:"description=Explicitly allow unauthenticated access. Zero trust: a route must have an auth block or public: true, not both."`
+	MaxBody           *Size              `yaml:"max_body,omitempty" jsonschema:"description=Request body cap for this route; larger bodies get 413, checked while streaming. Default: server.max_body."`
+	Timeout           Duration           `yaml:"timeout" jsonschema:"description=Overall upstream timeout for this route, replacing the upstream's."`
+	CORS              *CORS              `yaml:"cors,omitempty" jsonschema:"description=CORS policy for this route, replacing the top-level one."`
+	RateLimits        []string           `yaml:"rate_limits" jsonschema:"description=Names of rate limits and quotas applied to this route, besides those of its upstream and of the principal's plan."`
+	OpenAPI           *OpenAPI           `yaml:"openapi,omitempty" jsonschema:"description=Validate this route's requests against an OpenAPI document (docs/openapi.md)."`
+	ResponseFiltering *ResponseFiltering `yaml:"response_filtering,omitempty" jsonschema:"description=Check this route's JSON responses against the document's response schemas (with openapi); remove deny_fields (docs/response-filtering.md)."`
+	SafeErrors        *SafeErrors        `yaml:"safe_errors,omitempty" jsonschema:"description=Safe errors for this route; replaces the top-level block."`
+	UpstreamHeaders   *UpstreamHeaders   `yaml:"upstream_headers,omitempty" jsonschema:"description=More upstream response headers to remove on this route; on top of security_headers.remove."`
+	Version           *Version           `yaml:"version,omitempty" jsonschema:"description=The API version this route serves; its deprecation and sunset (docs/versioning.md)."`
+	Masking           *Masking           `yaml:"masking,omitempty" jsonschema:"description=Mask or block personal data and secrets in this route's JSON and text responses (docs/masking.md). Off unless set."`
+	WAF               *WAF               `yaml:"waf,omitempty" jsonschema:"description=Web application firewall for this route: Coraza with the OWASP Core Rule Set (docs/waf.md). Off unless set."`
+	PayloadLimits     *PayloadLimits     `yaml:"payload_limits,omitempty" jsonschema:"description=Payload limits of this route: the fields set here override the top-level payload_limits."`
 
 	// Line is the line of the route in the configuration file, for messages.
 	Line int `yaml:"-"`

@@ -10,11 +10,12 @@ import (
 // (their validation is strict by default); on a route, requests to the route
 // are validated against the operation of the document they match.
 type OpenAPI struct {
-	Spec              string  `yaml:"spec" jsonschema:"description=Path of the OpenAPI 3.0 or 3.1 document (YAML or JSON); relative paths are relative to the configuration file. Parsed and compiled once per configuration load."`
-	BasePath          *string `yaml:"base_path,omitempty" jsonschema:"description=Path prefix the document's operations are served under. Default: the path of the document's first server URL (servers[0].url; variables take their default values). Set \"\" to serve them at the document's paths."`
-	Mode              string  `yaml:"mode" jsonschema:"description=enforce (default): requests that do not match the document are refused. log: violations are recorded in the access log and audit event and the request passes.,enum=enforce,enum=log"`
-	Strict            *bool   `yaml:"strict,omitempty" jsonschema:"description=Refuse query parameters and JSON body properties the document does not declare and a body on an operation without requestBody. Default: true for routes generated from the document and false for a route that names a document."`
-	UnknownOperations string  `yaml:"unknown_operations" jsonschema:"description=Requests that match no operation of the document: deny (default) answers 404 operation_not_documented; shadow lets them through and records them in the shadow API report.,enum=deny,enum=shadow"`
+	Spec              string             `yaml:"spec" jsonschema:"description=Path of the OpenAPI 3.0 or 3.1 document (YAML or JSON); relative paths are relative to the configuration file. Parsed and compiled once per configuration load."`
+	BasePath          *string            `yaml:"base_path,omitempty" jsonschema:"description=Path prefix the document's operations are served under. Default: the path of the document's first server URL (servers[0].url; variables take their default values). Set \"\" to serve them at the document's paths."`
+	Mode              string             `yaml:"mode" jsonschema:"description=enforce (default): requests that do not match the document are refused. log: violations are recorded in the access log and audit event and the request passes.,enum=enforce,enum=log"`
+	Strict            *bool              `yaml:"strict,omitempty" jsonschema:"description=Refuse query parameters and JSON body properties the document does not declare and a body on an operation without requestBody. Default: true for routes generated from the document and false for a route that names a document."`
+	ResponseFiltering *ResponseFiltering `yaml:"response_filtering,omitempty" jsonschema:"description=How the generated routes check JSON responses against the document: strip (default) or log or block; writeOnly properties never leave (docs/response-filtering.md)."`
+	UnknownOperations string             `yaml:"unknown_operations" jsonschema:"description=Requests that match no operation of the document: deny (default) answers 404 operation_not_documented; shadow lets them through and records them in the shadow API report.,enum=deny,enum=shadow"`
 }
 
 // OpenAPI modes and unknown-operation policies.

@@ -32,6 +32,11 @@ func validate(c *Config, p *problems) {
 			p.add(pr.Path, "%s", pr.Msg)
 		}
 	}
+	if c.Tracing.IsOn() {
+		for _, pr := range c.Tracing.Validate() {
+			p.add(join("tracing", pr.Path), "%s", pr.Msg)
+		}
+	}
 	if c.Admin != nil {
 		for _, pr := range c.Admin.Validate() {
 			p.add(join("admin", pr.Path), "%s", pr.Msg)
@@ -78,6 +83,11 @@ func validate(c *Config, p *problems) {
 		validateUpstream(name, u, p)
 		if u != nil && u.OpenAPI != nil {
 			u.OpenAPI.validate("upstreams."+name+".openapi", p)
+			if rf := u.OpenAPI.ResponseFiltering; rf != nil {
+				for _, pr := range rf.Validate("upstreams." + name + ".openapi.response_filtering") {
+					p.add(pr.Path, "%s", pr.Msg)
+				}
+			}
 		}
 		if u != nil {
 			validateRefs(p, "upstreams."+name+".rate_limits", u.RateLimits, c.RateLimits, "rate limit")
@@ -261,6 +271,9 @@ func validateServer(s *Server, p *problems) {
 	}
 	if s.MaxBody <= 0 {
 		p.add("server.max_body", "must be greater than zero")
+	}
+	if s.MaxConnections < 1 || s.MaxConnections > 1_000_000 {
+		p.add("server.max_connections", "must be between 1 and 1000000")
 	}
 	switch strings.ToLower(s.ClientIPHeader) {
 	case "x-forwarded-for", "forwarded", "x-real-ip":
@@ -548,6 +561,9 @@ func validateRoutes(c *Config, p *problems) {
 		}
 		if r.OpenAPI != nil {
 			r.OpenAPI.validate(path+".openapi", p)
+		}
+		if r.ResponseFiltering != nil {
+			more = append(more, r.ResponseFiltering.Validate(path+".response_filtering")...)
 		}
 		for _, pr := range more {
 			p.add(pr.Path, "%s", pr.Msg)

@@ -17,6 +17,7 @@ import (
 // stage must not keep it after the request ends.
 type Exchange struct {
 	ID      string        // request ID: generated, or accepted from a trusted peer
+	TraceID string        // W3C trace ID (32 lowercase hex digits) of the exchange's span; "" when tracing is off
 	Request *http.Request // the client's request
 	Route   *Route        // matched route; nil until routing succeeded
 	Params  []router.Param
@@ -79,6 +80,16 @@ func (ex *Exchange) Note(key string, value any) {
 		ex.Findings = make(map[string]any, 4)
 	}
 	ex.Findings[key] = value
+}
+
+// Tracer returns the Tracer of the Gateway serving ex, or nil when tracing
+// is off or ex was not created by a Gateway. The proxy uses it to start the
+// upstream call's span and to propagate the trace context.
+func (ex *Exchange) Tracer() Tracer {
+	if ex.gw == nil {
+		return nil
+	}
+	return ex.gw.tracer
 }
 
 // BodyOverflowed reports whether the client body exceeded the route's cap while

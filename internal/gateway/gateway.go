@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -48,6 +49,9 @@ type Options struct {
 	// read the finished Exchange there. It must not block and must not keep
 	// ex after it returns.
 	OnFinish func(ex *Exchange)
+	// Tracer records a span per exchange, per request stage and per
+	// upstream call; nil turns tracing off at no cost.
+	Tracer Tracer
 }
 
 // Gateway is the compiled request pipeline of one configuration. It is an
@@ -60,6 +64,7 @@ type Gateway struct {
 	ridHeader string
 	accessLog bool
 	onFinish  func(*Exchange)
+	tracer    Tracer
 	log       *slog.Logger
 	starters  []func()
 	closers   []func()
@@ -77,7 +82,7 @@ func New(o Options) *Gateway {
 		o.RequestIDHeader = "X-Request-Id"
 	}
 	return &Gateway{router: o.Router, global: o.Global, clientIP: o.ClientIP, ridHeader: o.RequestIDHeader,
-		accessLog: o.AccessLog, log: o.Log, starters: o.Starters, closers: o.Closers, onFinish: o.OnFinish}
+		accessLog: o.AccessLog, log: o.Log, starters: o.Starters, closers: o.Closers, onFinish: o.OnFinish, tracer: o.Tracer}
 }
 
 // Start starts background work (active health checks). Build does not, so
@@ -133,7 +138,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 	}
 	rw := &responseWriter{ResponseWriter: w}
-	r = r.WithContext(WithExchange(r.Context(), ex))
+	ctx := WithExchange(r.Context(), ex)
+	if g.tracer != nil {
+		ctx = g.tracer.Start(ctx, ex)
+	}
+	r = r.WithContext(ctx)
 	ex.Request = r
 	defer g.finish(rw, r, ex)
 
@@ -162,14 +171,41 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.Body = &capReader{rc: r.Body, left: route.MaxBody, ex: ex}
 	}
 
-	ctx := r.Context()
-	for _, st := range route.Request {
-		if err := st.ProcessRequest(ctx, ex); err != nil {
-			g.stageError(rw, r, ex, err)
-			return
+	if g.tracer != nil {
+		for i, st := range route.Request {
+			if err := g.tracedStage(ctx, ex, i, st); err != nil {
+				g.stageError(rw, r, ex, err)
+				return
+			}
+		}
+	} else {
+		for _, st := range route.Request {
+			if err := st.ProcessRequest(ctx, ex); err != nil {
+				g.stageError(rw, r, ex, err)
+				return
+			}
 		}
 	}
 	route.Upstream.Forward(rw, r, ex)
+}
+
+// errStagePanicked ends the span of a request stage that panicked.
+var errStagePanicked = errors.New("request stage panicked")
+
+// tracedStage runs the i-th request stage in its own span; a panic ends the
+// span as failed and goes on up to finish.
+func (g *Gateway) tracedStage(ctx context.Context, ex *Exchange, i int, st RequestStage) (err error) {
+	sctx, span := g.tracer.StartStage(ctx, ex, i, st)
+	ended := false
+	defer func() {
+		if !ended {
+			span.End(0, errStagePanicked)
+		}
+	}()
+	err = st.ProcessRequest(sctx, ex)
+	ended = true
+	span.End(0, err)
+	return err
 }
 
 // route matches the request; when nothing matches it answers 404 or 405 and
@@ -231,7 +267,7 @@ func (g *Gateway) finish(rw *responseWriter, r *http.Request, ex *Exchange) {
 	if p := recover(); p != nil {
 		if p == http.ErrAbortHandler {
 			g.logAccess(rw, r, ex)
-			g.finished(ex)
+			g.finished(r, ex)
 			panic(p)
 		}
 		g.log.Error("panic while serving a request", "request_id", ex.ID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
@@ -240,13 +276,14 @@ func (g *Gateway) finish(rw *responseWriter, r *http.Request, ex *Exchange) {
 		}
 	}
 	g.logAccess(rw, r, ex)
-	g.finished(ex)
+	g.finished(r, ex)
 }
 
-// finished hands the finished exchange to the OnFinish hook; a panic in the
-// hook is logged, never allowed to take the connection down.
-func (g *Gateway) finished(ex *Exchange) {
-	if g.onFinish == nil {
+// finished ends the exchange's span and hands the finished exchange to the
+// OnFinish hook; a panic in either is logged, never allowed to take the
+// connection down.
+func (g *Gateway) finished(r *http.Request, ex *Exchange) {
+	if g.onFinish == nil && g.tracer == nil {
 		return
 	}
 	defer func() {
@@ -254,7 +291,12 @@ func (g *Gateway) finished(ex *Exchange) {
 			g.log.Error("panic in the request finish hook", "request_id", ex.ID, "panic", fmt.Sprint(p))
 		}
 	}()
-	g.onFinish(ex)
+	if g.tracer != nil {
+		g.tracer.Finish(r.Context(), ex)
+	}
+	if g.onFinish != nil {
+		g.onFinish(ex)
+	}
 }
 
 func (g *Gateway) logAccess(rw *responseWriter, r *http.Request, ex *Exchange) {

@@ -6,6 +6,7 @@ import (
 	"sort"
 
 	"github.com/moat-gateway/moat/internal/config"
+	"github.com/moat-gateway/moat/internal/exposure/schema"
 	"github.com/moat-gateway/moat/internal/gateway"
 	"github.com/moat-gateway/moat/internal/validate/openapi"
 )
@@ -16,6 +17,15 @@ type routeSpec struct {
 	path     string // field path for problems: routes[3], or upstreams.api.openapi (GET /books/{id})
 	rc       *config.Route
 	validate gateway.RequestStage // OpenAPI request validation, or nil
+	response *schema.Filter       // response filtering (schema, writeOnly, deny_fields), or nil
+}
+
+// filterConfig is the response filtering block to use, or the defaults.
+func filterConfig(c *config.ResponseFiltering) config.ResponseFiltering {
+	if c == nil {
+		return config.ResponseFiltering{}
+	}
+	return *c
 }
 
 // specPath resolves an OpenAPI document path relative to the configuration
@@ -61,6 +71,11 @@ func routeSpecs(cfg *config.Config, state *State, probs *config.Problems) []rout
 			probs.Add(ppath+".spec", err)
 			continue
 		}
+		resp, err := doc.CompileResponses()
+		if err != nil {
+			probs.Add(ppath+".spec", err)
+			continue
+		}
 		opts := openapi.OptionsFrom(oc, true, state.Shadow(), name)
 		for _, op := range doc.Operations() {
 			opath := fmt.Sprintf("%s (%s)", ppath, op.String())
@@ -74,7 +89,12 @@ func routeSpecs(cfg *config.Config, state *State, probs *config.Problems) []rout
 				probs.Add(opath, err)
 				continue
 			}
-			out = append(out, routeSpec{path: opath, rc: rc, validate: v})
+			f, err := schema.New(filterConfig(oc.ResponseFiltering), resp, op)
+			if err != nil {
+				probs.Add(ppath+".response_filtering", err)
+				continue
+			}
+			out = append(out, routeSpec{path: opath, rc: rc, validate: v, response: f})
 		}
 	}
 	for i, rc := range cfg.Routes {
@@ -85,9 +105,19 @@ func routeSpecs(cfg *config.Config, state *State, probs *config.Problems) []rout
 				probs.Add(spec.path+".openapi.spec", err)
 			} else if d, err := doc.Dispatcher(openapi.OptionsFrom(oc, false, state.Shadow(), rc.Name)); err != nil {
 				probs.Add(spec.path+".openapi", err)
+			} else if resp, err := doc.CompileResponses(); err != nil {
+				probs.Add(spec.path+".openapi.spec", err)
+			} else if f, err := schema.New(filterConfig(rc.ResponseFiltering), resp, nil); err != nil {
+				probs.Add(spec.path+".response_filtering", err)
 			} else {
-				spec.validate = d
+				spec.validate, spec.response = d, f
 			}
+		} else if rc.ResponseFiltering != nil {
+			f, err := schema.New(*rc.ResponseFiltering, nil, nil)
+			if err != nil {
+				probs.Add(spec.path+".response_filtering", err)
+			}
+			spec.response = f
 		}
 		out = append(out, spec)
 	}

@@ -197,6 +197,9 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 		if spec.validate != nil {
 			route.Request = append(route.Request, spec.validate)
 		}
+		if spec.response != nil {
+			route.Request = append(route.Request, spec.response) // asks the upstream for an uncompressed body
+		}
 
 		// The WAF last: the most expensive stage sees only requests every
 		// cheaper check admitted, with a body already bounded and decoded.
@@ -236,6 +239,9 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 		} else if uh != nil {
 			route.Response = append(route.Response, uh)
 		}
+		if spec.response != nil { // response schemas first: masking then scans what is left
+			route.Response = append(route.Response, spec.response)
+		}
 		if wafResponse != nil {
 			route.Response = append(route.Response, wafResponse)
 		}
@@ -272,6 +278,7 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 	onFinish := finishHook(state.Auditor(), detection, state.observerList())
 	return gateway.New(gateway.Options{
 		OnFinish:        onFinish,
+		Tracer:          state.Tracer(),
 		Router:          rb.Build(),
 		Global:          global,
 		ClientIP:        resolver,

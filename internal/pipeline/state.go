@@ -41,6 +41,51 @@ type State struct {
 
 	observers []func(*gateway.Exchange) // called with every finished request (SetObservers)
 	shadow    *openapi.ShadowReport     // undocumented endpoints seen in traffic
+	tracer    gateway.Tracer            // nil: tracing off
+	alerts    *anomaly.AlertRing        // recent anomaly alerts, kept across reloads
+}
+
+// RecentAlerts returns up to limit recent anomaly alerts, newest first.
+func (s *State) RecentAlerts(limit int) []anomaly.Alert {
+	return s.alertRing().Recent(limit)
+}
+
+func (s *State) alertRing() *anomaly.AlertRing {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.alerts == nil {
+		s.alerts = anomaly.NewAlertRing(0)
+	}
+	return s.alerts
+}
+
+// AnomalyBlocker returns the block store of c's anomaly configuration (the
+// one its block stages use), or nil when blocks are off.
+func (s *State) AnomalyBlocker(c *config.Config) anomaly.Blocker {
+	if c == nil || c.Anomaly == nil || !c.Anomaly.Block.Enabled {
+		return nil
+	}
+	id, _ := json.Marshal(c.Anomaly)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rt := s.anomaly[string(id)]; rt != nil {
+		return rt.blocker
+	}
+	return nil
+}
+
+// SetTracer makes every Gateway built from now on trace requests with t.
+func (s *State) SetTracer(t gateway.Tracer) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tracer = t
+}
+
+// Tracer returns the tracer set with SetTracer, or nil.
+func (s *State) Tracer() gateway.Tracer {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tracer
 }
 
 // Shadow returns the process's shadow API report, created on first use, so
@@ -94,7 +139,10 @@ func (s *State) anomalyFor(c *config.Config) (*anomalyRuntime, error) {
 	log := s.log.With("component", "anomaly")
 	al := anomaly.NewAlerter(&c.Anomaly.Alerts, anomaly.AlerterOptions{Log: log})
 	rt = &anomalyRuntime{alerter: al, blocker: blocker}
-	rt.detector = anomaly.New(c.Anomaly, anomaly.Options{Notifier: al, Blocker: blocker, Log: log})
+	if s.alerts == nil {
+		s.alerts = anomaly.NewAlertRing(0)
+	}
+	rt.detector = anomaly.New(c.Anomaly, anomaly.Options{Notifier: al, Blocker: blocker, Log: log, Recent: s.alerts})
 	if s.anomaly == nil {
 		s.anomaly = map[string]*anomalyRuntime{}
 	}

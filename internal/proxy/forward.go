@@ -121,6 +121,9 @@ type call struct {
 	parent context.Context // the client's context: tells a client that left from our timeout
 	t      *target
 	sent   time.Time
+	tracer gateway.Tracer // nil when tracing is off
+	status int            // status of the upstream's response, once it arrived
+	err    error          // the error ReverseProxy reported, if any
 
 	gotResponseByte atomic.Bool // set by the transport's reader goroutine
 	responded       bool        // response headers arrived
@@ -183,15 +186,23 @@ func (u *Upstream) forward(w http.ResponseWriter, r *http.Request, ex *gateway.E
 	}
 	ex.Target = t.str
 
-	c := &call{rt: rt, ex: ex, in: r, parent: r.Context(), t: t}
+	c := &call{rt: rt, ex: ex, in: r, parent: r.Context(), t: t, tracer: ex.Tracer()}
 	c.trace.GotFirstResponseByte = c.gotFirstResponseByte
 	ctx, cancel := context.WithTimeout(r.Context(), rt.timeout)
+	var span gateway.Span
+	if c.tracer != nil {
+		ctx, span = c.tracer.StartUpstream(ctx, ex)
+	}
 	ctx = httptrace.WithClientTrace(context.WithValue(ctx, callKey{}, c), &c.trace)
 	defer func() {
 		// Deferred so that it runs when ReverseProxy aborts a response whose
 		// body failed mid-copy (panic(http.ErrAbortHandler)).
 		cancel()
-		u.settle(t, c.outcome(), done)
+		oc := c.outcome()
+		u.settle(t, oc, done)
+		if span != nil {
+			span.End(c.status, c.spanError(oc))
+		}
 	}()
 	u.proxy.ServeHTTP(w, r.WithContext(ctx))
 }
@@ -238,7 +249,15 @@ func (u *Upstream) rewrite(pr *httputil.ProxyRequest) {
 		copyHeader(h, in.Header, "X-Forwarded-Proto")
 		copyHeader(h, in.Header, "X-Forwarded-Host")
 	} else {
+		// The trace context of an untrusted client is not passed on: a
+		// client must not choose the upstream's trace IDs.
 		h.Del("X-Real-Ip")
+		h.Del("Traceparent")
+		h.Del("Tracestate")
+	}
+	if c.tracer != nil {
+		// The upstream's parent is the client span of this call.
+		c.tracer.Inject(out.Context(), h)
 	}
 	if xff != "" {
 		h.Set("X-Forwarded-For", xff)
@@ -265,6 +284,7 @@ func (u *Upstream) rewrite(pr *httputil.ProxyRequest) {
 func (u *Upstream) modifyResponse(res *http.Response) error {
 	c := callFrom(res.Request.Context())
 	c.responded = true
+	c.status = res.StatusCode
 	c.ex.UpstreamLatency = time.Since(c.sent)
 	switch res.StatusCode {
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
@@ -295,6 +315,7 @@ func (u *Upstream) handleError(w http.ResponseWriter, out *http.Request, err err
 		w.WriteHeader(http.StatusBadGateway)
 		return
 	}
+	c.err = err
 	if rej := c.reject(err, out.Context().Err()); rej != nil {
 		u.render(w, c.in, c.ex, rej)
 	}
@@ -335,6 +356,28 @@ func (c *call) reject(err, ctxErr error) *gateway.Reject {
 		return &gateway.Reject{Status: http.StatusBadGateway, ReasonID: gateway.ReasonUpstreamUnreachable, Detail: detail, Err: err}
 	}
 }
+
+// spanError is the error the upstream call's span ends with: what made the
+// call fail, or nil when the upstream answered or the client left.
+func (c *call) spanError(oc outcome) error {
+	switch {
+	case oc != outcomeFailure:
+		return nil
+	case c.err != nil:
+		return c.err
+	case c.bodyErr != nil:
+		return c.bodyErr
+	case c.status != 0:
+		return errUpstreamStatus
+	default:
+		return errUpstreamFailed
+	}
+}
+
+var (
+	errUpstreamStatus = errors.New("upstream answered with a gateway error status")
+	errUpstreamFailed = errors.New("upstream call failed")
+)
 
 // StatusClientClosedRequest is recorded in Exchange.Status when the client
 // went away before the upstream answered (nginx's 499); nothing is written.

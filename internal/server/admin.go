@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/moat-gateway/moat/internal/admin"
+	"github.com/moat-gateway/moat/internal/anomaly"
 	"github.com/moat-gateway/moat/internal/audit"
 	"github.com/moat-gateway/moat/internal/config"
 	"github.com/moat-gateway/moat/internal/gateway"
@@ -76,6 +77,8 @@ func (s *Server) setupObservability(cfg *config.Config) error {
 			Reload:  s.applyYAML,
 			Routes:  s.routePostures,
 			Metrics: s.metrics.Handler(),
+			Alerts:  s.state.RecentAlerts,
+			Blocks:  adminBlocks{s},
 			Log:     s.log.With("component", "admin"),
 			Audit: func(action string, actor *gateway.Principal, from netip.Addr, msg string, err error) {
 				ev := audit.AdminAction(time.Now(), action, actor, from, msg, err)
@@ -87,6 +90,9 @@ func (s *Server) setupObservability(cfg *config.Config) error {
 			s.adminKeys = ks
 		} else {
 			s.log.Warn("admin API: API key endpoints unavailable", "error", err)
+		}
+		if cfg.Anomaly != nil {
+			deps.BlockIPv6Prefix = cfg.Anomaly.IPv6Prefix
 		}
 		if r := cfg.State.Redis; r != nil {
 			deps.Ready = append(deps.Ready, admin.ReadyCheck{Name: "redis", Check: s.pingRedis})
@@ -253,6 +259,56 @@ func (s *Server) routePostures() []admin.RoutePosture {
 	}
 	return out
 }
+
+// adminBlocks gives the admin API the temporary blocks of the serving
+// configuration's anomaly detection, looked up at every call so a reload
+// that turns blocks on or off is followed.
+type adminBlocks struct{ s *Server }
+
+func (b adminBlocks) store() (anomaly.Blocker, error) {
+	b.s.mu.Lock()
+	cfg := b.s.cfg
+	b.s.mu.Unlock()
+	bl := b.s.state.AnomalyBlocker(cfg)
+	if bl == nil {
+		return nil, fmt.Errorf("anomaly blocks are off: %w", admin.ErrNotAvailable)
+	}
+	return bl, nil
+}
+
+func (b adminBlocks) Block(ctx context.Context, kind, subject string, until time.Time) error {
+	bl, err := b.store()
+	if err != nil {
+		return err
+	}
+	return bl.Block(ctx, kind, subject, until)
+}
+
+func (b adminBlocks) Blocked(ctx context.Context, kind, subject string) (bool, time.Time, error) {
+	bl, err := b.store()
+	if err != nil {
+		return false, time.Time{}, err
+	}
+	return bl.Blocked(ctx, kind, subject)
+}
+
+func (b adminBlocks) List(ctx context.Context) ([]anomaly.Block, error) {
+	bl, err := b.store()
+	if err != nil {
+		return nil, err
+	}
+	return bl.List(ctx)
+}
+
+func (b adminBlocks) Unblock(ctx context.Context, kind, subject string) error {
+	bl, err := b.store()
+	if err != nil {
+		return err
+	}
+	return bl.Unblock(ctx, kind, subject)
+}
+
+var _ admin.BlockStore = adminBlocks{}
 
 // listenAdmin binds the admin listener; it is served beside the traffic
 // listeners and never through them.

@@ -34,6 +34,7 @@ import (
 	"github.com/moat-gateway/moat/internal/pipeline"
 	"github.com/moat-gateway/moat/internal/telemetry"
 	"github.com/moat-gateway/moat/internal/telemetry/metrics"
+	"github.com/moat-gateway/moat/internal/telemetry/tracing"
 	"github.com/moat-gateway/moat/internal/tlsx"
 )
 
@@ -63,9 +64,10 @@ type Server struct {
 	path     string
 	opts     Options
 	log      *slog.Logger
-	closeLog func() error    // flushes buffered log lines
-	state    *pipeline.State // rate-limit counters and connections, kept across reloads
-	auditor  *audit.Auditor  // nil without an audit block; kept across reloads
+	closeLog func() error      // flushes buffered log lines
+	state    *pipeline.State   // rate-limit counters and connections, kept across reloads
+	auditor  *audit.Auditor    // nil without an audit block; kept across reloads
+	tracing  *tracing.Provider // nil with tracing off; kept across reloads
 	lvl      *slog.LevelVar
 
 	started    time.Time
@@ -106,7 +108,17 @@ func New(path string, opts Options) (*Server, error) {
 		s.auditor = a
 		s.state.SetAuditor(a)
 	}
+	tp, err := tracing.New(cfg.Tracing, s.log.With("component", "tracing"))
+	if err != nil {
+		s.closeAudit(cfg)
+		s.state.Close()
+		s.closeLog()
+		return nil, fmt.Errorf("starting tracing: %w", err)
+	}
+	s.tracing = tp
+	s.state.SetTracer(tp.Tracer())
 	if err := s.setupObservability(cfg); err != nil {
+		s.closeTracing()
 		s.closeAudit(cfg)
 		s.state.Close()
 		s.closeLog()
@@ -114,6 +126,7 @@ func New(path string, opts Options) (*Server, error) {
 	}
 	gw, err := pipeline.Build(cfg, s.log, s.state)
 	if err != nil {
+		s.closeTracing()
 		s.closeAdminKeys()
 		s.closeAudit(cfg)
 		s.state.Close()
@@ -142,9 +155,19 @@ func (s *Server) Run(ctx context.Context) error {
 	defer s.state.Close()
 	defer func() { s.closeAudit(s.cfg) }() // after the last request has finished
 	defer s.closeAdminKeys()
+	defer s.closeTracing() // after the last request's spans
 	s.auditor.Start()
 	s.current.Load().Start()
 	return s.serve(ctx, s.cfg)
+}
+
+// closeTracing exports the spans still queued, for at most a few seconds.
+func (s *Server) closeTracing() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.tracing.Shutdown(ctx); err != nil {
+		s.log.Warn("exporting the last spans failed", "error", err)
+	}
 }
 
 func (s *Server) closeAdminKeys() {
@@ -226,6 +249,7 @@ func (s *Server) serve(ctx context.Context, cfg *config.Config) error {
 			cleanup()
 			return fmt.Errorf("listener %s: %w", lc.Name, err)
 		}
+		ln = LimitListener(ln, cfg.Server.MaxConnections, s.log.With("listener", lc.Name))
 		lns = append(lns, ln)
 		servers = append(servers, srv)
 		addrs = append(addrs, ln.Addr())
@@ -488,7 +512,7 @@ func (s *Server) reloadData(data []byte, persist bool) (err error) {
 		s.opts.Patch(cfg)
 	}
 	if a, b := restartKey(s.cfg), restartKey(cfg); a != b {
-		return errors.New("listeners, server timeouts, header limits, log format, log sync, audit or admin changed: these need a restart; nothing was applied")
+		return errors.New("listeners, server timeouts, header or connection limits, log format, log sync, audit, admin or tracing changed: these need a restart; nothing was applied")
 	}
 	gw, err := pipeline.Build(cfg, s.log, s.state)
 	if err != nil {
@@ -518,13 +542,15 @@ func restartKey(c *config.Config) string {
 		L           []config.Listener
 		RH, R, W, I config.Duration
 		MH          config.Size
+		MC          int
 		F           string
 		S           bool
 		A           *config.Audit
 		AK          [32]byte
 		Adm         *config.Admin
-	}{c.Listeners, c.Server.ReadHeaderTimeout, c.Server.ReadTimeout, c.Server.WriteTimeout, c.Server.IdleTimeout, c.Server.MaxHeaderBytes, c.Log.Format, c.Log.Sync,
-		c.Audit, auditKeyHash(c), c.Admin})
+		Tr          *config.Tracing
+	}{c.Listeners, c.Server.ReadHeaderTimeout, c.Server.ReadTimeout, c.Server.WriteTimeout, c.Server.IdleTimeout, c.Server.MaxHeaderBytes, c.Server.MaxConnections, c.Log.Format, c.Log.Sync,
+		c.Audit, auditKeyHash(c), c.Admin, c.Tracing})
 	return string(b)
 }
 

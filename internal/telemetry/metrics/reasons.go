@@ -16,7 +16,7 @@ const (
 var knownReasons = map[string]reasonKind{
 	// versioning
 	"version_not_supported": kindOther, "version_required": kindOther, "api_version_retired": kindOther,
-	"upstream_error": kindOther,
+	"upstream_error": kindOther, "response_schema_violation": kindOther,
 	// kernel
 	"route_not_found": kindOther, "method_not_allowed": kindOther, "invalid_path": kindOther,
 	"body_too_large": kindOther, "body_read_failed": kindOther, "invalid_json": kindOther,

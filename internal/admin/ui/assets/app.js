@@ -76,6 +76,9 @@
     eventsKey: '',
     routes: null,
     confirmAction: null,
+    limits: null, // the promise of loadLimits
+    features: null, // {alerts, blocks} from the configuration, null when unknown
+    alertsAvailable: true, // false once /api/v1/alerts answered 501
   };
 
   class AuthError extends Error {}
@@ -153,7 +156,7 @@
     $('nav').hidden = false;
     $('logout').hidden = false;
     flash('');
-    loadLimits();
+    state.limits = loadLimits();
     startPolling();
     const page = location.hash.slice(1);
     show(PAGES.includes(page) ? page : 'overview');
@@ -169,7 +172,8 @@
     state.eventsKey = '';
     state.routes = null;
     clearNewKey();
-    for (const id of ['events-table', 'alerts-table', 'posture-table', 'keys-table', 'reasons-table', 'top-principals', 'top-ips']) {
+    state.alertsAvailable = true;
+    for (const id of ['events-table', 'alerts-table', 'anomaly-alerts-table', 'blocks-table', 'posture-table', 'keys-table', 'reasons-table', 'top-principals', 'top-ips']) {
       $(id).tBodies[0].replaceChildren();
     }
     $('drill').hidden = true;
@@ -215,10 +219,16 @@
   }
 
   // loadLimits reads admin.events_buffer, the largest limit the events
-  // endpoint accepts; without it the dashboard asks for 100.
+  // endpoint accepts (without it the dashboard asks for 100), and whether
+  // anomaly detection and blocks are on, so that the alerts page does not
+  // ask for what the gateway does not have.
   async function loadLimits() {
+    state.features = null; // unknown: ask the endpoints
     try {
       const cfg = await api('GET', '/api/v1/config');
+      const an = cfg && cfg.anomaly;
+      const on = !!an && an.enabled !== false;
+      state.features = { alerts: on, blocks: on && !!(an.block && an.block.enabled) };
       const n = cfg && cfg.admin && cfg.admin.events_buffer;
       if (Number.isInteger(n) && n > 0) state.eventsLimit = Math.min(n, 500);
       const routes = (cfg && cfg.routes) || [];
@@ -258,7 +268,7 @@
       if (!state.token) return;
       if (!state.paused) {
         await Promise.allSettled([pollMetrics(), state.page === 'events' && $('events-auto').checked ? loadEvents() : null,
-          state.page === 'alerts' ? loadAlerts() : null]);
+          state.page === 'alerts' ? loadAlertsPage(false) : null]);
       }
       if (state.token) state.timer = setTimeout(tick, POLL_MS);
     };
@@ -270,7 +280,7 @@
   }
 
   function refreshPage(page) {
-    const run = { events: loadEvents, alerts: loadAlerts, posture: loadPosture, keys: loadKeys }[page];
+    const run = { events: loadEvents, alerts: () => loadAlertsPage(true), posture: loadPosture, keys: loadKeys }[page];
     if (run) run().catch((err) => report(err));
   }
 
@@ -568,7 +578,78 @@
 
   // ---- alerts ------------------------------------------------------------
 
-  async function loadAlerts() {
+  // loadAlertsPage refreshes the anomaly alerts and the related denials;
+  // withBlocks also reloads the blocks table. The live poll leaves the
+  // blocks alone so that their Unblock buttons keep keyboard focus.
+  async function loadAlertsPage(withBlocks) {
+    if (withBlocks) {
+      // Opening the page: learn again what the (maybe reloaded)
+      // configuration has.
+      state.limits = loadLimits();
+      state.alertsAvailable = true;
+    }
+    await state.limits;
+    await Promise.all([loadAnomalyAlerts(), loadAlertDenials(), withBlocks ? loadBlocks() : null]);
+  }
+
+  function alertsQuery() {
+    const q = new URLSearchParams({ limit: '200' });
+    const det = $('af-detector').value, subject = $('af-subject').value.trim();
+    if (det) q.set('detector', det);
+    if (subject) q.set('subject', subject);
+    return q.toString();
+  }
+
+  async function loadAnomalyAlerts() {
+    const summary = $('anomaly-alerts-summary');
+    const off = () => {
+      // No detection: the related denials below are all there is.
+      state.alertsAvailable = false;
+      $('alerts-filter').hidden = true;
+      $('anomaly-alerts-card').hidden = true;
+      $('anomaly-alerts-table').tBodies[0].replaceChildren();
+      summary.textContent = 'This gateway does not expose anomaly alerts (anomaly detection is off or not wired): the denials caused by blocks and lockouts are listed below.';
+    };
+    if (state.features && !state.features.alerts) state.alertsAvailable = false;
+    if (!state.alertsAvailable) {
+      off();
+      return;
+    }
+    let alerts;
+    try {
+      alerts = (await api('GET', '/api/v1/alerts?' + alertsQuery())).alerts || [];
+    } catch (err) {
+      if (err instanceof AuthError) return;
+      if (err instanceof ApiError && err.status === 501) {
+        off();
+        return;
+      }
+      summary.textContent = 'Could not load alerts: ' + err.message;
+      return;
+    }
+    $('alerts-filter').hidden = false;
+    $('anomaly-alerts-card').hidden = false;
+    const blocked = alerts.filter((a) => a.blocked_until).length;
+    summary.textContent = alerts.length
+      ? alerts.length + ' alert' + (alerts.length === 1 ? '' : 's') + ', ' + blocked + ' of which blocked the subject.'
+      : 'No anomaly alert matches.';
+    const body = $('anomaly-alerts-table').tBodies[0];
+    if (alerts.length === 0) {
+      body.replaceChildren(h('tr', {}, h('td', { colspan: 8, class: 'empty' }, 'Nothing to show.')));
+      return;
+    }
+    body.replaceChildren(...alerts.map((a) => h('tr', { class: a.severity === 'critical' || a.severity === 'high' ? 'warn' : undefined },
+      h('td', {}, h('time', { datetime: a.at }, fmtTime(a.at))),
+      h('td', {}, h('code', {}, a.detector), a.signal !== a.detector ? h('span', { class: 'meta' }, ' ' + a.signal) : ''),
+      h('td', {}, a.severity),
+      h('td', { class: 'mono' }, a.subject_kind + ' ' + a.subject),
+      h('td', { class: 'num' }, a.count + ' / ' + a.threshold + (a.baseline !== undefined ? ' (baseline ' + fmtRate.format(a.baseline) + ')' : '')),
+      h('td', {}, a.window),
+      h('td', {}, a.blocked_until ? h('time', { datetime: a.blocked_until }, fmtTime(a.blocked_until)) : '—'),
+      h('td', {}, (a.sample || []).length ? h('ul', { class: 'samples' }, a.sample.map((x) => h('li', {}, x.status + ' ' + (x.route || '—') + (x.reason_id ? ' ' + x.reason_id : '')))) : ''))));
+  }
+
+  async function loadAlertDenials() {
     let all = [];
     try {
       const res = await Promise.all(ALERT_REASONS.map((r) => api('GET', '/api/v1/events?reason=' + r + '&limit=' + state.eventsLimit)));
@@ -595,6 +676,102 @@
       h('td', {}, ev.route || '—'),
       h('td', { class: 'num' }, ev.status),
       h('td', { class: 'mono' }, ev.request_id))));
+  }
+
+  // ---- blocks ------------------------------------------------------------
+
+  async function loadBlocks() {
+    const summary = $('blocks-summary');
+    const off = () => {
+      $('block-form').hidden = true;
+      $('blocks-refresh').hidden = true;
+      summary.textContent = 'This gateway has no block store (anomaly.block.enabled is off, or the endpoint is not wired).';
+      $('blocks-table').tBodies[0].replaceChildren(h('tr', {}, h('td', { colspan: 5, class: 'empty' }, 'Blocks are not available.')));
+    };
+    await state.limits;
+    if (state.features && !state.features.blocks) {
+      off();
+      return;
+    }
+    let data;
+    try {
+      data = await api('GET', '/api/v1/blocks');
+    } catch (err) {
+      if (err instanceof AuthError) return;
+      if (err instanceof ApiError && err.status === 501) {
+        off();
+        return;
+      }
+      summary.textContent = 'Could not load blocks: ' + err.message;
+      return;
+    }
+    $('block-form').hidden = false;
+    $('blocks-refresh').hidden = false;
+    const blocks = data.blocks || [];
+    summary.textContent = blocks.length + ' block' + (blocks.length === 1 ? '' : 's') + ' in force' + (data.truncated ? ' (list truncated)' : '') + '.';
+    const body = $('blocks-table').tBodies[0];
+    if (blocks.length === 0) {
+      body.replaceChildren(h('tr', {}, h('td', { colspan: 5, class: 'empty' }, 'No block in force.')));
+      return;
+    }
+    const now = Date.now();
+    body.replaceChildren(...blocks.map((b) => h('tr', { dataset: { kind: b.kind, subject: b.subject } },
+      h('td', {}, b.kind),
+      h('th', { scope: 'row', class: 'mono' }, b.subject, b.hashed ? h('span', { class: 'meta' }, ' (hashed)') : ''),
+      h('td', {}, h('time', { datetime: b.until }, fmtTime(b.until))),
+      h('td', {}, fmtRemaining((new Date(b.until).getTime() - now) / 1000)),
+      h('td', {}, h('button', { type: 'button', class: 'small danger', dataset: { act: 'unblock', kind: b.kind, subject: b.subject }, 'aria-label': 'Unblock ' + b.kind + ' ' + b.subject }, 'Unblock')))));
+  }
+
+  function fmtRemaining(s) {
+    if (!Number.isFinite(s) || s <= 0) return 'ending';
+    if (s < 60) return Math.ceil(s) + '\u00a0s';
+    if (s < 3600) return Math.ceil(s / 60) + '\u00a0min';
+    if (s < 86400) return (s / 3600).toFixed(1) + '\u00a0h';
+    return (s / 86400).toFixed(1) + '\u00a0d';
+  }
+
+  async function addBlock() {
+    const req = { kind: $('block-kind').value, subject: $('block-subject').value.trim(), duration: $('block-duration').value };
+    if (!req.subject) {
+      $('block-error').textContent = req.kind === 'ip' ? 'Enter the client IP address or IPv6 prefix to block.' : 'Enter the principal to block, as authenticator:subject.';
+      $('block-subject').focus();
+      return;
+    }
+    $('block-error').textContent = '';
+    $('block-add').disabled = true;
+    try {
+      const b = await api('POST', '/api/v1/blocks', req);
+      flash('Blocked ' + b.kind + ' ' + b.subject + ' until ' + fmtTime(b.until) + '.');
+      $('block-subject').value = '';
+      await loadBlocks();
+    } catch (err) {
+      report(err, (m) => { $('block-error').textContent = m; });
+      $('block-subject').focus();
+    } finally {
+      $('block-add').disabled = false;
+    }
+  }
+
+  function initAlerts() {
+    $('alerts-filter').addEventListener('submit', (e) => { e.preventDefault(); loadAnomalyAlerts(); });
+    $('af-clear').addEventListener('click', () => { $('alerts-filter').reset(); loadAnomalyAlerts(); });
+    $('blocks-refresh').addEventListener('click', () => loadBlocks());
+    $('block-form').addEventListener('submit', (e) => { e.preventDefault(); addBlock(); });
+    $('blocks-table').addEventListener('click', (e) => {
+      const b = e.target.closest('button[data-act="unblock"]');
+      if (!b) return;
+      const kind = b.dataset.kind, subject = b.dataset.subject;
+      confirmDialog('Unblock ' + kind + ' ' + subject, 'Requests from it are admitted again at once on this instance and within the block cache TTL on the others.', false, async () => {
+        try {
+          await api('DELETE', '/api/v1/blocks/' + encodeURIComponent(kind) + '/' + encodeURIComponent(subject));
+          flash('Unblocked ' + kind + ' ' + subject + '.');
+        } finally {
+          await loadBlocks(); // also when it had ended meanwhile (404)
+          $('blocks-refresh').focus(); // the row and its button are gone
+        }
+      }, b);
+    });
   }
 
   // ---- posture -----------------------------------------------------------
@@ -808,6 +985,7 @@
     initEvents();
     initPosture();
     initKeys();
+    initAlerts();
     const saved = sessionStorage.getItem(TOKEN_KEY);
     if (!saved) {
       showLogin('');

@@ -1,0 +1,380 @@
+package schema
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/moat-gateway/moat/internal/validate/openapi"
+)
+
+// MaxDepth is the deepest nesting of arrays and objects a body may have.
+const MaxDepth = 512
+
+// maxListed bounds the removed or undeclared pointers one response records.
+const maxListed = 32
+
+// errInvalidJSON is wrapped by every syntax error of rewrite.
+var errInvalidJSON = errors.New("invalid json")
+
+// Removal causes.
+const (
+	CauseUndeclared = "undeclared" // not declared by the response schema
+	CauseWriteOnly  = "write_only" // writeOnly in the response schema
+	CauseDenyField  = "deny_field" // named in deny_fields
+)
+
+// Removal is one member removed from (or, for undeclared members in log and
+// block modes, found in) a response: its location and why. The location
+// holds member names from the upstream, clipped; never values.
+type Removal struct {
+	Pointer string `json:"pointer"`
+	Cause   string `json:"cause"`
+}
+
+// rewriter walks one JSON body along a Shape and removes members: those
+// named in deny, writeOnly ones, and undeclared ones when strip is set (or
+// records undeclared ones otherwise). Key order, number text, whitespace and
+// escapes of everything kept are copied byte for byte.
+type rewriter struct {
+	in       []byte
+	pos      int
+	out      []byte // nil until the first edit
+	copied   int    // in[:copied] has been dealt with
+	deny     map[string]bool
+	strip    bool
+	path     []string // member names and array indexes, for pointers
+	removed  []Removal
+	found    []Removal // undeclared members kept
+	nRemoved int
+	nFound   int
+	dropNext bool // the next comma of the current object goes with a removed first member
+}
+
+// rewrite applies the rewriter to body and returns the result (body itself
+// when nothing changed). It fails, wrapping errInvalidJSON, when body is not
+// one strict RFC 8259 value nested at most MaxDepth deep.
+func (w *rewriter) rewrite(body []byte, shape *openapi.Shape) ([]byte, error) {
+	w.in = body
+	w.skipWS()
+	if err := w.value(shape, 0); err != nil {
+		return nil, err
+	}
+	w.skipWS()
+	if w.pos != len(w.in) {
+		return nil, w.fail("data after the top-level value")
+	}
+	if w.out == nil {
+		return body, nil
+	}
+	return append(w.out, body[w.copied:]...), nil
+}
+
+func (w *rewriter) fail(format string, args ...any) error {
+	return fmt.Errorf("%w at offset %d: %s", errInvalidJSON, w.pos, fmt.Sprintf(format, args...))
+}
+
+// edit replaces in[start:end] with nothing in the output.
+func (w *rewriter) cut(start, end int) {
+	if w.out == nil {
+		w.out = make([]byte, 0, len(w.in))
+	}
+	w.out = append(w.out, w.in[w.copied:start]...)
+	w.copied = end
+}
+
+func (w *rewriter) skipWS() {
+	for w.pos < len(w.in) {
+		switch w.in[w.pos] {
+		case ' ', '\t', '\n', '\r':
+			w.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (w *rewriter) pointer() string {
+	var b []byte
+	for _, s := range w.path {
+		b = append(b, '/')
+		for i := 0; i < len(s); i++ {
+			switch c := s[i]; {
+			case c == '~':
+				b = append(b, "~0"...)
+			case c == '/':
+				b = append(b, "~1"...)
+			case c < 0x20 || c >= 0x7f:
+				b = append(b, '?') // upstream text in logs: printable ASCII only
+			default:
+				b = append(b, c)
+			}
+		}
+		if len(b) > 512 {
+			return string(b[:512]) + "..."
+		}
+	}
+	return string(b)
+}
+
+func (w *rewriter) record(list *[]Removal, n *int, cause string) {
+	*n++
+	if len(*list) < maxListed {
+		*list = append(*list, Removal{Pointer: w.pointer(), Cause: cause})
+	}
+}
+
+func (w *rewriter) value(shape *openapi.Shape, depth int) error {
+	if w.pos >= len(w.in) {
+		return w.fail("unexpected end of input")
+	}
+	switch c := w.in[w.pos]; {
+	case c == '{':
+		return w.object(shape, depth+1)
+	case c == '[':
+		return w.array(shape, depth+1)
+	case c == '"':
+		_, _, err := w.str()
+		return err
+	case c == '-' || isDigit(c):
+		return w.number()
+	case c == 't':
+		return w.literal("true")
+	case c == 'f':
+		return w.literal("false")
+	case c == 'n':
+		return w.literal("null")
+	}
+	return w.fail("unexpected character %q", w.in[w.pos])
+}
+
+func (w *rewriter) literal(lit string) error {
+	if len(w.in)-w.pos < len(lit) || string(w.in[w.pos:w.pos+len(lit)]) != lit {
+		return w.fail("invalid literal")
+	}
+	w.pos += len(lit)
+	return nil
+}
+
+func (w *rewriter) object(shape *openapi.Shape, depth int) error {
+	if depth > MaxDepth {
+		return w.fail("nesting deeper than %d", MaxDepth)
+	}
+	w.pos++ // '{'
+	w.skipWS()
+	if w.pos < len(w.in) && w.in[w.pos] == '}' {
+		w.pos++
+		return nil
+	}
+	saveDrop := w.dropNext
+	w.dropNext = false
+	defer func() { w.dropNext = saveDrop }()
+	kept := false // a member of this object is in the output
+	comma := -1   // offset of the comma before the current member
+	for {
+		if w.pos >= len(w.in) || w.in[w.pos] != '"' {
+			return w.fail("expected a member name")
+		}
+		keyStart := w.pos
+		raw, escaped, err := w.str()
+		if err != nil {
+			return err
+		}
+		key := string(raw)
+		if escaped {
+			if err := json.Unmarshal(w.in[keyStart:w.pos], &key); err != nil {
+				return w.fail("invalid member name")
+			}
+		}
+		w.skipWS()
+		if w.pos >= len(w.in) || w.in[w.pos] != ':' {
+			return w.fail("expected ':'")
+		}
+		w.pos++
+		w.skipWS()
+
+		w.path = append(w.path, key)
+		sub, declared, writeOnly := shape.Member(key)
+		cause := ""
+		switch {
+		case len(w.deny) > 0 && w.deny[normalize(key)]:
+			cause = CauseDenyField
+		case writeOnly:
+			cause = CauseWriteOnly
+		case !declared && w.strip:
+			cause = CauseUndeclared
+		case !declared:
+			w.record(&w.found, &w.nFound, CauseUndeclared)
+		}
+		if cause != "" {
+			w.record(&w.removed, &w.nRemoved, cause)
+			sub = nil
+		}
+		if err := w.value(sub, depth); err != nil {
+			return err
+		}
+		w.path = w.path[:len(w.path)-1]
+		if cause != "" {
+			if kept {
+				w.cut(comma, w.pos)
+			} else {
+				w.cut(keyStart, w.pos)
+				w.dropNext = true
+			}
+		} else {
+			kept = true
+		}
+		w.skipWS()
+		if w.pos >= len(w.in) {
+			return w.fail("unexpected end of input in an object")
+		}
+		switch w.in[w.pos] {
+		case '}':
+			w.pos++
+			return nil
+		case ',':
+			comma = w.pos
+			w.pos++
+			w.skipWS()
+			if w.dropNext {
+				w.cut(comma, w.pos)
+				w.dropNext = false
+			}
+		default:
+			return w.fail("expected ',' or '}'")
+		}
+	}
+}
+
+func (w *rewriter) array(shape *openapi.Shape, depth int) error {
+	if depth > MaxDepth {
+		return w.fail("nesting deeper than %d", MaxDepth)
+	}
+	w.pos++ // '['
+	w.skipWS()
+	if w.pos < len(w.in) && w.in[w.pos] == ']' {
+		w.pos++
+		return nil
+	}
+	items := shape.Items()
+	w.path = append(w.path, "")
+	for i := 0; ; i++ {
+		w.path[len(w.path)-1] = strconv.Itoa(i)
+		if err := w.value(items, depth); err != nil {
+			return err
+		}
+		w.skipWS()
+		if w.pos >= len(w.in) {
+			return w.fail("unexpected end of input in an array")
+		}
+		switch w.in[w.pos] {
+		case ']':
+			w.pos++
+			w.path = w.path[:len(w.path)-1]
+			return nil
+		case ',':
+			w.pos++
+			w.skipWS()
+		default:
+			return w.fail("expected ',' or ']'")
+		}
+	}
+}
+
+// str parses the string at w.pos and returns its raw content (between the
+// quotes) and whether it has escapes.
+func (w *rewriter) str() (raw []byte, escaped bool, err error) {
+	start := w.pos + 1
+	i := start
+	for i < len(w.in) {
+		c := w.in[i]
+		switch {
+		case c == '"':
+			w.pos = i + 1
+			return w.in[start:i], escaped, nil
+		case c == '\\':
+			escaped = true
+			if i+1 >= len(w.in) {
+				w.pos = i
+				return nil, false, w.fail("unterminated escape")
+			}
+			switch w.in[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(w.in) || !isHex4(w.in[i+2:i+6]) {
+					w.pos = i
+					return nil, false, w.fail("invalid \\u escape")
+				}
+				i += 6
+			default:
+				w.pos = i
+				return nil, false, w.fail("invalid escape")
+			}
+		case c < 0x20:
+			w.pos = i
+			return nil, false, w.fail("control character in a string")
+		default:
+			i++
+		}
+	}
+	w.pos = i
+	return nil, false, w.fail("unterminated string")
+}
+
+func (w *rewriter) number() error {
+	i := w.pos
+	if w.in[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(w.in) && w.in[i] == '0':
+		i++
+	case i < len(w.in) && w.in[i] >= '1' && w.in[i] <= '9':
+		for i < len(w.in) && isDigit(w.in[i]) {
+			i++
+		}
+	default:
+		w.pos = i
+		return w.fail("invalid number")
+	}
+	if i < len(w.in) && w.in[i] == '.' {
+		i++
+		d := i
+		for i < len(w.in) && isDigit(w.in[i]) {
+			i++
+		}
+		if i == d {
+			w.pos = i
+			return w.fail("invalid number")
+		}
+	}
+	if i < len(w.in) && (w.in[i] == 'e' || w.in[i] == 'E') {
+		i++
+		if i < len(w.in) && (w.in[i] == '+' || w.in[i] == '-') {
+			i++
+		}
+		d := i
+		for i < len(w.in) && isDigit(w.in[i]) {
+			i++
+		}
+		if i == d {
+			w.pos = i
+			return w.fail("invalid number")
+		}
+	}
+	w.pos = i
+	return nil
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func isHex4(b []byte) bool {
+	for _, c := range b {
+		if !(isDigit(c) || (c|0x20 >= 'a' && c|0x20 <= 'f')) {
+			return false
+		}
+	}
+	return true
+}
