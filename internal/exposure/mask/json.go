@@ -2,11 +2,12 @@ package mask
 
 import (
 	"fmt"
-
-	"github.com/moat-gateway/moat/internal/config"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/moat-gateway/moat/internal/config"
+	"github.com/moat-gateway/moat/internal/jsonlex"
 )
 
 // actionSkip is the field action that turns the detectors off in a value.
@@ -100,16 +101,7 @@ func (w *walker) edit(start, end int, repl []byte) {
 	w.copied = end
 }
 
-func (w *walker) skipWS() {
-	for w.pos < len(w.in) {
-		switch w.in[w.pos] {
-		case ' ', '\t', '\n', '\r':
-			w.pos++
-		default:
-			return
-		}
-	}
-}
+func (w *walker) skipWS() { w.pos = jsonlex.SkipWS(w.in, w.pos) }
 
 // pointer renders the current path as an RFC 6901 JSON pointer.
 func (w *walker) pointer() string {
@@ -356,111 +348,21 @@ func (w *walker) array(depth int) error {
 // str parses the string at w.pos and returns its raw content (between the
 // quotes) and whether it has escapes.
 func (w *walker) str() (raw []byte, escaped bool, err error) {
-	start := w.pos + 1
-	i := start
-	for i < len(w.in) {
-		c := w.in[i]
-		if !strStop[c] {
-			i++
-			continue
-		}
-		switch {
-		case c == '"':
-			w.pos = i + 1
-			return w.in[start:i], escaped, nil
-		case c == '\\':
-			escaped = true
-			if i+1 >= len(w.in) {
-				w.pos = i
-				return nil, false, w.fail("unterminated escape")
-			}
-			switch w.in[i+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				i += 2
-			case 'u':
-				if i+6 > len(w.in) || !isHex4(w.in[i+2:i+6]) {
-					w.pos = i
-					return nil, false, w.fail("invalid \\u escape")
-				}
-				i += 6
-			default:
-				w.pos = i
-				return nil, false, w.fail("invalid escape")
-			}
-		case c < 0x20:
-			w.pos = i
-			return nil, false, w.fail("control character in a string")
-		default:
-			i++
-		}
+	raw, escaped, next, serr := jsonlex.String(w.in, w.pos)
+	if serr != nil {
+		w.pos = serr.Pos
+		return nil, false, w.fail("%s", serr.Msg)
 	}
-	w.pos = i
-	return nil, false, w.fail("unterminated string")
-}
-
-// strStop marks the bytes that end the plain run of a JSON string: '"',
-// '\\' and control characters.
-var strStop = func() (t [256]bool) {
-	for c := range 0x20 {
-		t[c] = true
-	}
-	t['"'], t['\\'] = true, true
-	return t
-}()
-
-func isHex4(b []byte) bool {
-	for _, c := range b {
-		if !(isDigit(c) || (c|0x20 >= 'a' && c|0x20 <= 'f')) {
-			return false
-		}
-	}
-	return true
+	w.pos = next
+	return raw, escaped, nil
 }
 
 func (w *walker) number() error {
 	start := w.pos
-	i := w.pos
-	if w.in[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(w.in) && w.in[i] == '0':
-		i++
-	case i < len(w.in) && w.in[i] >= '1' && w.in[i] <= '9':
-		for i < len(w.in) && isDigit(w.in[i]) {
-			i++
-		}
-	default:
-		w.pos = i
-		return w.fail("invalid number")
-	}
-	integer := w.in[start] != '-'
-	if i < len(w.in) && w.in[i] == '.' {
-		integer = false
-		i++
-		d := i
-		for i < len(w.in) && isDigit(w.in[i]) {
-			i++
-		}
-		if i == d {
-			w.pos = i
-			return w.fail("invalid number")
-		}
-	}
-	if i < len(w.in) && (w.in[i] == 'e' || w.in[i] == 'E') {
-		integer = false
-		i++
-		if i < len(w.in) && (w.in[i] == '+' || w.in[i] == '-') {
-			i++
-		}
-		d := i
-		for i < len(w.in) && isDigit(w.in[i]) {
-			i++
-		}
-		if i == d {
-			w.pos = i
-			return w.fail("invalid number")
-		}
+	i, integer, serr := jsonlex.Number(w.in, w.pos)
+	if serr != nil {
+		w.pos = serr.Pos
+		return w.fail("%s", serr.Msg)
 	}
 	w.pos = i
 	if integer && w.quiet == 0 && w.m.enabled[detCard] && i-start >= 13 && i-start <= 19 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/moat-gateway/moat/internal/jsonlex"
 	"github.com/moat-gateway/moat/internal/validate/openapi"
 )
 
@@ -84,16 +85,7 @@ func (w *rewriter) cut(start, end int) {
 	w.copied = end
 }
 
-func (w *rewriter) skipWS() {
-	for w.pos < len(w.in) {
-		switch w.in[w.pos] {
-		case ' ', '\t', '\n', '\r':
-			w.pos++
-		default:
-			return
-		}
-	}
-}
+func (w *rewriter) skipWS() { w.pos = jsonlex.SkipWS(w.in, w.pos) }
 
 func (w *rewriter) pointer() string {
 	var b []byte
@@ -137,7 +129,7 @@ func (w *rewriter) value(shape *openapi.Shape, depth int) error {
 	case c == '"':
 		_, _, err := w.str()
 		return err
-	case c == '-' || isDigit(c):
+	case c == '-' || jsonlex.IsDigit(c):
 		return w.number()
 	case c == 't':
 		return w.literal("true")
@@ -285,96 +277,21 @@ func (w *rewriter) array(shape *openapi.Shape, depth int) error {
 // str parses the string at w.pos and returns its raw content (between the
 // quotes) and whether it has escapes.
 func (w *rewriter) str() (raw []byte, escaped bool, err error) {
-	start := w.pos + 1
-	i := start
-	for i < len(w.in) {
-		c := w.in[i]
-		switch {
-		case c == '"':
-			w.pos = i + 1
-			return w.in[start:i], escaped, nil
-		case c == '\\':
-			escaped = true
-			if i+1 >= len(w.in) {
-				w.pos = i
-				return nil, false, w.fail("unterminated escape")
-			}
-			switch w.in[i+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				i += 2
-			case 'u':
-				if i+6 > len(w.in) || !isHex4(w.in[i+2:i+6]) {
-					w.pos = i
-					return nil, false, w.fail("invalid \\u escape")
-				}
-				i += 6
-			default:
-				w.pos = i
-				return nil, false, w.fail("invalid escape")
-			}
-		case c < 0x20:
-			w.pos = i
-			return nil, false, w.fail("control character in a string")
-		default:
-			i++
-		}
+	raw, escaped, next, serr := jsonlex.String(w.in, w.pos)
+	if serr != nil {
+		w.pos = serr.Pos
+		return nil, false, w.fail("%s", serr.Msg)
 	}
-	w.pos = i
-	return nil, false, w.fail("unterminated string")
+	w.pos = next
+	return raw, escaped, nil
 }
 
 func (w *rewriter) number() error {
-	i := w.pos
-	if w.in[i] == '-' {
-		i++
-	}
-	switch {
-	case i < len(w.in) && w.in[i] == '0':
-		i++
-	case i < len(w.in) && w.in[i] >= '1' && w.in[i] <= '9':
-		for i < len(w.in) && isDigit(w.in[i]) {
-			i++
-		}
-	default:
-		w.pos = i
-		return w.fail("invalid number")
-	}
-	if i < len(w.in) && w.in[i] == '.' {
-		i++
-		d := i
-		for i < len(w.in) && isDigit(w.in[i]) {
-			i++
-		}
-		if i == d {
-			w.pos = i
-			return w.fail("invalid number")
-		}
-	}
-	if i < len(w.in) && (w.in[i] == 'e' || w.in[i] == 'E') {
-		i++
-		if i < len(w.in) && (w.in[i] == '+' || w.in[i] == '-') {
-			i++
-		}
-		d := i
-		for i < len(w.in) && isDigit(w.in[i]) {
-			i++
-		}
-		if i == d {
-			w.pos = i
-			return w.fail("invalid number")
-		}
+	i, _, serr := jsonlex.Number(w.in, w.pos)
+	if serr != nil {
+		w.pos = serr.Pos
+		return w.fail("%s", serr.Msg)
 	}
 	w.pos = i
 	return nil
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-func isHex4(b []byte) bool {
-	for _, c := range b {
-		if !(isDigit(c) || (c|0x20 >= 'a' && c|0x20 <= 'f')) {
-			return false
-		}
-	}
-	return true
 }
