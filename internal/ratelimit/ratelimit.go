@@ -228,13 +228,8 @@ func checkSpan(c Check) error {
 	return nil
 }
 
-// uncharged is the Result of a check that would have admitted a request that
-// another check refused: its state without the charge.
-func uncharged(tat, now int64, l Limit) Result {
-	return unchargedCheck(tat, now, &Check{Limit: l})
-}
-
-// unchargedCheck is uncharged for a Check of either kind.
+// unchargedCheck is the Result of a check that would have admitted a
+// request that another check refused: its state without the charge.
 func unchargedCheck(tat, now int64, c *Check) Result {
 	if c.Kind == KindQuota {
 		left := max(c.Quota-quotaUsed(tat, c.WindowEnd), 0)

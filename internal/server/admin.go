@@ -163,9 +163,7 @@ func (s *Server) adminConfig() ([]byte, string) {
 // API, all or nothing, and then writes it as the configuration file
 // (atomically: a temporary file renamed over it), so a restart serves it.
 func (s *Server) applyYAML(data []byte) error {
-	err := s.reloadData(data, true)
-	s.afterReload(err)
-	return err
+	return s.finishReload(s.reloadData(data, true))
 }
 
 // writeConfig replaces the configuration file with data atomically.

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -439,14 +440,17 @@ func validHostChars(h string) bool {
 // Reload loads the configuration file again and, if it is valid and builds,
 // swaps the new pipeline in atomically. On any problem the old pipeline keeps
 // serving and the error is returned and logged with every problem.
-func (s *Server) Reload() error {
-	err := s.reload()
-	s.afterReload(err)
-	return err
-}
+func (s *Server) Reload() error { return s.finishReload(s.reload()) }
 
-// afterReload logs, counts and reports a reload attempt.
-func (s *Server) afterReload(err error) {
+// finishReload logs, counts and reports a reload attempt and returns its
+// result; an unchanged configuration is no attempt and reports success.
+func (s *Server) finishReload(err error) error {
+	if errors.Is(err, errUnchanged) {
+		if s.opts.Reloaded != nil {
+			s.opts.Reloaded(nil)
+		}
+		return nil
+	}
 	if err != nil {
 		var ce *config.Error
 		if errors.As(err, &ce) {
@@ -459,16 +463,12 @@ func (s *Server) afterReload(err error) {
 			s.log.Error("reload failed; the previous configuration keeps serving", "error", err)
 		}
 	}
-	if !errors.Is(err, errUnchanged) {
-		s.reloads.add(time.Now(), err)
-		s.metrics.ObserveReload(err)
-	}
+	s.reloads.add(time.Now(), err)
+	s.metrics.ObserveReload(err)
 	if s.opts.Reloaded != nil {
-		if errors.Is(err, errUnchanged) {
-			err = nil
-		}
 		s.opts.Reloaded(err)
 	}
+	return err
 }
 
 // errUnchanged is the result of a reload of an unchanged file: nothing to do.
@@ -482,11 +482,7 @@ func (s *Server) reload() error {
 		s.auditor.Record(&ev)
 		return err
 	}
-	err = s.reloadData(data, false)
-	if errors.Is(err, errUnchanged) {
-		return nil
-	}
-	return err
+	return s.reloadData(data, false)
 }
 
 // reloadData validates data as the configuration and, when it builds,
@@ -550,17 +546,31 @@ func restartKey(c *config.Config) string {
 		Adm         *config.Admin
 		Tr          *config.Tracing
 	}{c.Listeners, c.Server.ReadHeaderTimeout, c.Server.ReadTimeout, c.Server.WriteTimeout, c.Server.IdleTimeout, c.Server.MaxHeaderBytes, c.Server.MaxConnections, c.Log.Format, c.Log.Sync,
-		c.Audit, auditKeyHash(c), c.Admin, c.Tracing})
+		c.Audit, secretsHash(c), c.Admin, c.Tracing})
 	return string(b)
 }
 
-// auditKeyHash stands for the audit key in restartKey (the key marshals as
-// REDACTED, so a changed key would otherwise go unnoticed).
-func auditKeyHash(c *config.Config) [32]byte {
-	if c.Audit == nil {
-		return [32]byte{}
+// secretsHash stands for the secrets of the restart-only blocks (audit key,
+// tracing export headers) in restartKey: secrets marshal as REDACTED, so a
+// changed one would otherwise go unnoticed.
+func secretsHash(c *config.Config) [32]byte {
+	h := sha256.New()
+	if c.Audit != nil {
+		h.Write([]byte(c.Audit.Key.Value()))
 	}
-	return sha256.Sum256([]byte(c.Audit.Key.Value()))
+	if c.Tracing != nil {
+		names := make([]string, 0, len(c.Tracing.Headers))
+		for k := range c.Tracing.Headers {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			fmt.Fprintf(h, "\x00%s\x00%s", k, c.Tracing.Headers[k].Value())
+		}
+	}
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum
 }
 
 // watchDir starts watching the directory of the configuration file
