@@ -25,6 +25,8 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -36,6 +38,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -194,7 +197,7 @@ func mainErr() error {
 		return err
 	}
 	stopMoat() // the auditor flushes at shutdown
-	auditLines, _ := countLines(st.auditFile)
+	auditLines, auditFiles, auditErr := countAudit(st.auditFile)
 
 	stamp := time.Now().UTC().Format("20060102T150405Z")
 	out := filepath.Join(root, "bench/out")
@@ -208,7 +211,17 @@ func mainErr() error {
 	host, _ := os.Hostname()
 	fmt.Fprintf(w, "## moat soak, %s\n\n", stamp)
 	s.markdown(w, p.interval)
-	fmt.Fprintf(w, "audit events in the file after moat stopped: %d (warm-up and capacity probe included)\n\n", auditLines)
+	switch {
+	case auditErr != nil:
+		fmt.Fprintf(w, "audit events: could not be counted: %v\n\n", auditErr)
+	default:
+		verdict := "every soak request is there"
+		if int64(auditLines) < s.sent {
+			verdict = "FEWER than the soak's requests"
+		}
+		fmt.Fprintf(w, "audit events after moat stopped: %d in %d file(s) (the file and its rotated siblings; warm-up and capacity probe included) against %d soak requests: %s\n\n",
+			auditLines, auditFiles, s.sent, verdict)
+	}
 	fmt.Fprintf(w, "- DURATION=%s INTERVAL=%s LOAD=%.2f RATE=%.0f WARMUP=%s PROBE=%s CONNS=%d WORKERS=%d GOMAXPROCS_MOAT=%d PIN=%d (took %s)\n",
 		p.duration, p.interval, p.load, p.rate, p.warmup, p.probe, p.probeConns, p.workers, max(1, int(procs)), int(pin), time.Since(t0).Round(time.Second))
 	fmt.Fprintf(w, "- machine: %s, %d CPUs, %s; upstream: Go net/http in the soak process; load generator: bench/soak open loop\n", host, runtime.NumCPU(), runtime.Version())
@@ -261,7 +274,45 @@ func repoRoot() (string, error) {
 	}
 }
 
+// countAudit counts the events of a file sink: the lines of path and of the
+// files rotated from it (audit.jsonl -> audit-<time>.jsonl, .gz when
+// compressed). It returns the events and the number of files read.
+func countAudit(path string) (events, files int, err error) {
+	ext := filepath.Ext(path)
+	rotated, err := filepath.Glob(strings.TrimSuffix(path, ext) + "-*" + ext + "*")
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, p := range append(rotated, path) {
+		n, err := countLines(p)
+		if err != nil {
+			return 0, 0, err
+		}
+		events += n
+		files++
+	}
+	return events, files, nil
+}
+
+// countLines counts the lines of a file, gunzipping it when its name ends
+// in .gz.
 func countLines(path string) (int, error) {
+	if strings.HasSuffix(path, ".gz") {
+		f, err := os.Open(path)
+		if err != nil {
+			return 0, err
+		}
+		defer f.Close()
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", path, err)
+		}
+		b, err := io.ReadAll(zr)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", path, err)
+		}
+		return bytes.Count(b, []byte{'\n'}), nil
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err

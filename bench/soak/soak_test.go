@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
@@ -108,11 +111,40 @@ func TestShortSoak(t *testing.T) {
 		t.Fatalf("Run: %v", err)
 	}
 	done <- nil // for the deferred stop
-	n, err := countLines(st.auditFile)
+	n, _, err := countAudit(st.auditFile)
 	if err != nil {
 		t.Fatalf("audit file: %v", err)
 	}
 	if int64(n) < s.sent {
 		t.Errorf("audit file has %d events, want at least the %d requests", n, s.sent)
+	}
+}
+
+// TestCountAudit counts the events of a file sink across its rotated
+// files, compressed or not, and not those of unrelated files.
+func TestCountAudit(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, s string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("audit.jsonl", "{}\n{}\n")
+	write("audit-2026-11-21T10-00-00.000.jsonl", "{}\n{}\n{}\n")
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	if _, err := zw.Write([]byte("{}\n{}\n{}\n{}\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	write("audit-2026-11-21T09-00-00.000.jsonl.gz", gz.String())
+	write("auditor.jsonl", "{}\n")
+	write("spool-1.jsonl", "{}\n")
+	events, files, err := countAudit(filepath.Join(dir, "audit.jsonl"))
+	if err != nil || events != 9 || files != 3 {
+		t.Fatalf("countAudit = %d events in %d files, %v; want 9 in 3", events, files, err)
 	}
 }
