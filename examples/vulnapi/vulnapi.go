@@ -17,16 +17,20 @@
 //     HS256 tokens use the secret "secret", alg none is accepted and exp is
 //     not checked.
 //   - cors: any Origin is reflected with credentials.
-//   - security-headers: no X-Content-Type-Options.
+//   - security-headers: no X-Content-Type-Options, and over HTTPS no
+//     Strict-Transport-Security.
 //   - trace-enabled: TRACE echoes the request.
 //   - undocumented-endpoint: /actuator, /actuator/env and an older /v1/me.
 //   - missing-rate-limit: none.
-//   - injection, verbose-errors: a quote in /v2/products?q= produces a
-//     MySQL syntax error in the response.
+//   - injection: a quote in /v2/products?q= produces a MySQL syntax error
+//     in the response. (verbose-errors, the passive rule for such errors
+//     in responses to other probes, has no planted flaw of its own: only
+//     the injection probe sends the quote.)
 //   - ssrf: /v2/fetch?url= fetches any URL (loopback only, see Fetch).
 //   - mass-assignment: POST /v2/orders copies every body member into the
 //     order, readOnly id and status and an undeclared is_admin included.
-//   - weak-tls: TLSConfig accepts TLS 1.0 (cmd/vulnapi -tls-cert/-tls-key).
+//   - weak-tls: over HTTPS (TLSConfig; cmd/vulnapi -tls), TLS 1.0 and 1.1
+//     are accepted, and TLS_RSA_WITH_3DES_EDE_CBC_SHA (WeakCipherSuite).
 //
 // The API's OpenAPI 3.0 document is OpenAPI (openapi.yaml).
 package vulnapi
@@ -35,7 +39,6 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/tls"
 	_ "embed"
 	"encoding/base64"
 	"encoding/json"
@@ -127,17 +130,6 @@ func loopbackClient() *http.Client {
 		Transport:     &http.Transport{DialContext: dial, Proxy: nil},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-}
-
-// TLSConfig returns the server TLS configuration of the variant: the
-// vulnerable one accepts TLS 1.0 and 1.1 (the planted weak-tls flaw), the
-// hardened one TLS 1.2 and later.
-func TLSConfig(hardened bool, cert tls.Certificate) *tls.Config {
-	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if !hardened {
-		c.MinVersion = tls.VersionTLS10
-	}
-	return c
 }
 
 // Requests returns how many requests the API has served.
@@ -246,6 +238,9 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if a.o.Hardened {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
+		if r.TLS != nil {
+			w.Header().Set("Strict-Transport-Security", "max-age=31536000")
+		}
 		w.Header().Set("RateLimit-Policy", "100;w=60")
 		if o := r.Header.Get("Origin"); o == "https://app.example.com" {
 			w.Header().Set("Access-Control-Allow-Origin", o)

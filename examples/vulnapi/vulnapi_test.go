@@ -1,7 +1,10 @@
 package vulnapi
 
 import (
+	"crypto/tls"
+	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -87,5 +90,69 @@ func TestSubjectHeader(t *testing.T) {
 				t.Errorf("status %d, want %d", res.StatusCode, tc.status)
 			}
 		})
+	}
+}
+
+// TestTLSConfig pins the planted weak-tls flaw: the vulnerable variant
+// completes TLS 1.0, TLS 1.1 and 3DES handshakes, the hardened one only
+// modern ones, and sends HSTS over HTTPS.
+func TestTLSConfig(t *testing.T) {
+	cert, err := SelfSignedCert()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		desc           string
+		client         *tls.Config
+		vulnOK, hardOK bool   // the handshake completes
+		version        uint16 // the version negotiated, when not 0
+		suite          uint16 // the suite negotiated, when not 0
+	}{
+		{desc: "TLS 1.0", client: &tls.Config{MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS10}, vulnOK: true, version: tls.VersionTLS10},
+		{desc: "TLS 1.1", client: &tls.Config{MinVersion: tls.VersionTLS11, MaxVersion: tls.VersionTLS11}, vulnOK: true, version: tls.VersionTLS11},
+		{desc: "TLS 1.2 with 3DES only", client: &tls.Config{MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{WeakCipherSuite}}, vulnOK: true, suite: WeakCipherSuite},
+		{desc: "TLS 1.2 with CBC-SHA256 only", client: &tls.Config{MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256}}},
+		{desc: "TLS 1.2 AEAD", client: &tls.Config{MinVersion: tls.VersionTLS12, MaxVersion: tls.VersionTLS12}, vulnOK: true, hardOK: true},
+		{desc: "TLS 1.3", client: &tls.Config{MinVersion: tls.VersionTLS13}, vulnOK: true, hardOK: true},
+	}
+	for _, hardened := range []bool{false, true} {
+		srv := httptest.NewUnstartedServer(New(Options{Hardened: hardened}))
+		srv.TLS = TLSConfig(hardened, cert)
+		srv.Config.ErrorLog = log.New(io.Discard, "", 0) // refused handshakes are expected
+		srv.StartTLS()
+		for _, tc := range tests {
+			t.Run(fmt.Sprintf("hardened=%v/%s", hardened, tc.desc), func(t *testing.T) {
+				cfg := tc.client.Clone()
+				cfg.InsecureSkipVerify = true //nolint:gosec // the test's own self-signed server
+				c, err := tls.Dial("tcp", srv.Listener.Addr().String(), cfg)
+				want := tc.vulnOK
+				if hardened {
+					want = tc.hardOK
+				}
+				if (err == nil) != want {
+					t.Fatalf("handshake error %v, want success %v", err, want)
+				}
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				st := c.ConnectionState()
+				if tc.version != 0 && st.Version != tc.version {
+					t.Errorf("negotiated %s", tls.VersionName(st.Version))
+				}
+				if tc.suite != 0 && st.CipherSuite != tc.suite {
+					t.Errorf("negotiated %s", tls.CipherSuiteName(st.CipherSuite))
+				}
+			})
+		}
+		res, err := srv.Client().Get(srv.URL + "/v2/products")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if got := res.Header.Get("Strict-Transport-Security") != ""; got != hardened {
+			t.Errorf("hardened=%v: Strict-Transport-Security sent %v", hardened, got)
+		}
+		srv.Close()
 	}
 }

@@ -1,7 +1,8 @@
 // Package lint is moat lint: it reads a gateway configuration and reports
 // the weaknesses of the gateway's own security posture (public routes,
 // routes without rate limits, WAF off, CORS too wide, short HMAC secrets,
-// plain-text listeners, response filtering off, no audit trail, ...)
+// plain-text listeners, masking off, response filtering off where an
+// OpenAPI document declares response schemas, no audit trail, ...)
 // without starting anything or sending a request. Findings reuse moat
 // scan's types, so the report is written as a table, JSON, SARIF 2.1.0 or
 // HTML by scan.WriteReport. See docs/lint.md.
@@ -10,6 +11,8 @@ package lint
 import (
 	"fmt"
 	"net"
+	"net/http"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -18,6 +21,7 @@ import (
 
 	"github.com/moat-gateway/moat/internal/config"
 	"github.com/moat-gateway/moat/internal/scan"
+	"github.com/moat-gateway/moat/internal/validate/openapi"
 )
 
 // Tool is the tool name lint reports carry (scan.Report.Tool, the SARIF
@@ -40,6 +44,7 @@ const (
 	RuleHSTSOff               = "hsts-disabled"
 	RuleAdminInsecure         = "admin-insecure"
 	RuleMaskingOff            = "masking-off"
+	RuleResponseFilteringOff  = "response-filtering-off"
 	RuleAllowAnyAuthenticated = "allow-any-authenticated"
 	RuleQueryKey              = "api-key-in-query"
 	RuleAuditOff              = "audit-off"
@@ -82,8 +87,10 @@ var Rules = []scan.Rule{
 		"Remove hsts.disabled."),
 	rule(RuleAdminInsecure, "Admin listener in clear text", "The admin listener binds a non-loopback address without TLS (insecure: true): admin tokens cross the network in clear text.", "API8:2023",
 		"Bind the admin listener to loopback or give it tls."),
-	rule(RuleMaskingOff, "Response filtering off", "An authenticated route has no masking block: personal data and secrets the upstream leaks reach the client unfiltered.", "API3:2023",
+	rule(RuleMaskingOff, "Masking off", "An authenticated route whose methods return bodies (any method but HEAD, OPTIONS and DELETE) has no masking block, or one that runs no detector and has no field rule: personal data and secrets the upstream leaks reach the client unmasked.", "API3:2023",
 		"Add a masking block (docs/masking.md), with field rules for properties the client must never see."),
+	rule(RuleResponseFilteringOff, "Response filtering off", "An OpenAPI document with JSON response schemas applies (the route's openapi, or an upstream's openapi for its generated routes), but response_filtering.mode is log: properties the schemas do not declare reach the client and are only logged.", "API3:2023",
+		"Set response_filtering.mode to strip (the default) or block (docs/response-filtering.md)."),
 	rule(RuleAllowAnyAuthenticated, "Any authenticated principal allowed", "The route's auth says allow_any_authenticated: every principal any of its authenticators accepts may use every method, with no role, scope, owner or policy rule.", "API5:2023",
 		"Require roles or scopes, and bind object IDs with owner rules (docs/authorization.md)."),
 	rule(RuleQueryKey, "API key accepted in the query string", "The route accepts API keys in the URL (allow_query_key): keys leak into logs, browser history and Referer headers.", "API2:2023",
@@ -113,10 +120,14 @@ func Load(path string, now time.Time) (*scan.Report, error) {
 }
 
 // Check lints a loaded configuration. file names it in the report (the
-// SARIF artifact location). Check changes nothing in c.
+// SARIF artifact location). Check changes nothing in c. It reads the
+// OpenAPI document of each openapi block whose response_filtering is in
+// log mode (a relative spec path is relative to c.File(), as moat serve
+// resolves it); a document that does not load is a report note.
 func Check(c *config.Config, file string, now time.Time) *scan.Report {
-	l := &linter{c: c}
+	l := &linter{c: c, docs: map[string]docInfo{}}
 	l.routes()
+	l.upstreams()
 	l.cors()
 	l.secrets()
 	l.listeners()
@@ -130,12 +141,20 @@ func Check(c *config.Config, file string, now time.Time) *scan.Report {
 	if l.out == nil {
 		l.out = []scan.Finding{}
 	}
-	return &scan.Report{Tool: Tool, Rules: Rules, Spec: file, Started: now.UTC(), Findings: l.out}
+	return &scan.Report{Tool: Tool, Rules: Rules, Spec: file, Started: now.UTC(), Findings: l.out, Notes: l.notes}
 }
 
 type linter struct {
-	c   *config.Config
-	out []scan.Finding
+	c     *config.Config
+	out   []scan.Finding
+	notes []string
+	docs  map[string]docInfo // OpenAPI documents loaded, by resolved path
+}
+
+// docInfo is what lint needs of an OpenAPI document.
+type docInfo struct {
+	schemas bool  // some operation declares a JSON response schema
+	err     error // the document did not load
 }
 
 func ruleByID(id string) *scan.Rule {
@@ -189,9 +208,16 @@ func (l *linter) routes() {
 			}
 			l.add(RuleNoRateLimit, sev, name, r.Line, "%s route %s (%s) has no rate limit: one client can exhaust the upstream or enumerate objects.", who, name, desc)
 		}
+		if r.OpenAPI != nil {
+			l.responseFiltering(r.OpenAPI, r.ResponseFiltering, name, r.Line, fmt.Sprintf("route %s (%s)", name, desc))
+		}
 		if r.Auth != nil {
-			if r.Masking == nil {
+			switch m := r.Masking; {
+			case !returnsBody(r.Methods):
+			case m == nil:
 				l.add(RuleMaskingOff, scan.SeverityLow, name, r.Line, "authenticated route %s (%s) has no masking block: data the upstream leaks (cards, keys, undeclared fields) reaches the client.", name, desc)
+			case len(m.Detectors) == 0 && len(m.Fields) == 0:
+				l.add(RuleMaskingOff, scan.SeverityLow, name, r.Line, "the masking block of authenticated route %s (%s) runs no detector (detectors: []) and has no field rule: it masks nothing.", name, desc)
 			}
 			if r.Auth.AllowAnyAuthenticated {
 				l.add(RuleAllowAnyAuthenticated, scan.SeverityLow, name, r.Line, "route %s (%s) lets every authenticated principal in (allow_any_authenticated): authorization is left to the upstream.", name, desc)
@@ -201,6 +227,100 @@ func (l *linter) routes() {
 			}
 		}
 	}
+}
+
+// returnsBody reports whether some method of a route answers with a body
+// that may carry data: any but HEAD, OPTIONS and DELETE (deletions answer
+// 204 or a status, not the record).
+func returnsBody(methods []string) bool {
+	if len(methods) == 0 {
+		return true
+	}
+	for _, m := range methods {
+		switch m {
+		case http.MethodHead, http.MethodOptions, http.MethodDelete:
+		default:
+			return true
+		}
+	}
+	return false
+}
+
+// upstreams checks the routes generated from upstreams' OpenAPI documents.
+func (l *linter) upstreams() {
+	names := make([]string, 0, len(l.c.Upstreams))
+	for n, u := range l.c.Upstreams {
+		if u != nil && u.OpenAPI != nil {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		where := "upstreams." + n + ".openapi"
+		oc := l.c.Upstreams[n].OpenAPI
+		l.responseFiltering(oc, oc.ResponseFiltering, where, 0, "the routes generated from "+where)
+	}
+}
+
+// responseFiltering reports response-filtering-off when the document of
+// oc declares JSON response schemas and rf is in log mode. A nil rf is
+// the default, strip. The document is loaded only then, once per path;
+// one that does not load is a note (moat serve would refuse it).
+func (l *linter) responseFiltering(oc *config.OpenAPI, rf *config.ResponseFiltering, where string, line int, what string) {
+	if rf == nil || rf.Mode != config.ResponseModeLog {
+		return
+	}
+	path := oc.Spec
+	if path != "" && !filepath.IsAbs(path) {
+		path = filepath.Join(filepath.Dir(l.c.File()), path)
+	}
+	d, ok := l.docs[path]
+	if !ok {
+		d = loadDoc(path)
+		l.docs[path] = d
+	}
+	switch {
+	case d.err != nil:
+		l.notes = append(l.notes, fmt.Sprintf("%s: response filtering not checked: %v", where, d.err))
+	case d.schemas:
+		l.add(RuleResponseFilteringOff, scan.SeverityLow, where, line, "%s: the document %s declares response schemas, but response_filtering.mode is log: properties they do not declare reach the client and are only logged.", what, oc.Spec)
+	}
+}
+
+// loadDoc loads the OpenAPI document at path and reports whether some
+// operation declares a schema for a JSON response (application/json, a
+// +json type, or a range such as */* that covers JSON): what response
+// filtering checks.
+func loadDoc(path string) docInfo {
+	doc, err := openapi.Load(path)
+	if err != nil {
+		return docInfo{err: err}
+	}
+	for _, op := range doc.Operations() {
+		for _, r := range op.Responses {
+			for _, mt := range r.Content {
+				if mt.Schema != "" && jsonRange(mt.Type) {
+					return docInfo{schemas: true}
+				}
+			}
+		}
+	}
+	return docInfo{}
+}
+
+// jsonRange reports whether a media type key (lower case, maybe with
+// parameters) covers JSON bodies.
+func jsonRange(key string) bool {
+	t, _, _ := strings.Cut(key, ";")
+	t = strings.TrimSpace(t)
+	typ, sub, _ := strings.Cut(t, "/")
+	switch {
+	case t == "*/*", t == "application/*", t == "application/json":
+		return true
+	case typ == "application" && strings.HasSuffix(sub, "+json"):
+		return true
+	}
+	return false
 }
 
 // limited reports whether some rate limit, quota or concurrency limit

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -50,6 +52,45 @@ const goodRoutes = `
     masking: {}
 `
 
+// withSchemas and withoutSchemas are OpenAPI documents: one declaring a
+// JSON response schema, one whose responses have none.
+const (
+	withSchemas = `openapi: 3.0.3
+info: {title: t, version: "1"}
+paths:
+  /doc:
+    get:
+      responses:
+        "200":
+          description: ok
+          content:
+            application/json:
+              schema: {type: object, properties: {id: {type: integer}}}
+`
+	withoutSchemas = `openapi: 3.0.3
+info: {title: t, version: "1"}
+paths:
+  /doc:
+    delete:
+      responses:
+        "204": {description: deleted}
+`
+)
+
+// writeDocs writes withSchemas and withoutSchemas to files and returns
+// their paths.
+func writeDocs(t *testing.T) (schemas, none string) {
+	t.Helper()
+	dir := t.TempDir()
+	schemas, none = filepath.Join(dir, "schemas.yaml"), filepath.Join(dir, "none.yaml")
+	for p, doc := range map[string]string{schemas: withSchemas, none: withoutSchemas} {
+		if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return schemas, none
+}
+
 func parse(t *testing.T, extra, routes string) *config.Config {
 	t.Helper()
 	doc := fmt.Sprintf(base, t.TempDir(), extra, routes)
@@ -70,13 +111,21 @@ func got(r *scan.Report) []string {
 	return out
 }
 
+// TestChecks runs every rule against configurations that fire it and
+// ones that do not (the clean baseline, and a near miss where a rule has
+// conditions), and checks that every rule fired in some case and that each
+// report names its findings in every format. In routes, $SCHEMAS and
+// $NOSCHEMAS stand for the paths of withSchemas and withoutSchemas.
 func TestChecks(t *testing.T) {
+	schemasDoc, noSchemasDoc := writeDocs(t)
+	fired := map[string]bool{}
 	tests := []struct {
 		desc   string
 		extra  string
 		routes string
 		edit   func(*config.Config)
 		want   []string
+		notes  []string // substrings, one per note
 	}{
 		{desc: "clean baseline", routes: goodRoutes, want: []string{"public-route:info:pub"}},
 		{desc: "public route without limit or WAF", routes: `
@@ -157,10 +206,46 @@ cors:
 				c.SecurityHeaders.Disabled, c.BruteForce.Disabled = true, true
 			},
 			want: []string{"admin-off:info:", "audit-off:medium:", "brute-force-off:low:brute_force", "public-route:info:pub", "security-headers-off:medium:security_headers"}},
+		{desc: "masking: a route that only deletes returns no data", routes: `
+  - {name: d, path: /d, methods: [DELETE], upstream: a, rate_limits: [per-ip], auth: {authenticators: [jwt], roles: {any_of: [u]}}}`,
+			want: nil},
+		{desc: "masking: a block without detectors or field rules masks nothing", routes: `
+  - {name: m, path: /m, methods: [GET, DELETE], upstream: a, rate_limits: [per-ip], auth: {authenticators: [jwt], roles: {any_of: [u]}}, masking: {detectors: []}}`,
+			want: []string{"masking-off:low:m"}},
+		{desc: "masking: field rules alone are masking", routes: `
+  - {name: m, path: /m, methods: [GET], upstream: a, rate_limits: [per-ip], auth: {authenticators: [jwt], roles: {any_of: [u]}}, masking: {detectors: [], fields: [{name: card}]}}`,
+			want: nil},
+		{desc: "masking: public routes are not asked to mask", routes: `
+  - {name: pub, path: /pub, methods: [GET], upstream: a, public: true, rate_limits: [per-ip], waf: {}}`,
+			want: []string{"public-route:info:pub"}},
+		{desc: "response filtering in log mode on a route whose document has response schemas", routes: `
+  - {name: r, path: /doc, methods: [GET], upstream: a, public: true, rate_limits: [per-ip], waf: {}, openapi: {spec: "$SCHEMAS"}, response_filtering: {mode: log}}`,
+			want: []string{"public-route:info:r", "response-filtering-off:low:r"}},
+		{desc: "response filtering strip, block and default are on", routes: `
+  - {name: s, path: /doc, methods: [GET], upstream: a, public: true, rate_limits: [per-ip], waf: {}, openapi: {spec: "$SCHEMAS"}, response_filtering: {mode: strip}}
+  - {name: b, path: /doc, methods: [POST], upstream: a, public: true, rate_limits: [per-ip], waf: {}, openapi: {spec: "$SCHEMAS"}, response_filtering: {mode: block}}
+  - {name: d, path: /doc, methods: [PUT], upstream: a, public: true, rate_limits: [per-ip], waf: {}, openapi: {spec: "$SCHEMAS"}}`,
+			want: []string{"public-route:info:b", "public-route:info:d", "public-route:info:s"}},
+		{desc: "response filtering log without response schemas, or without a document", routes: `
+  - {name: n, path: /doc, methods: [DELETE], upstream: a, public: true, rate_limits: [per-ip], waf: {}, openapi: {spec: "$NOSCHEMAS"}, response_filtering: {mode: log}}
+  - {name: x, path: /x, methods: [GET], upstream: a, public: true, rate_limits: [per-ip], waf: {}, response_filtering: {mode: log, deny_fields: [password_hash]}}`,
+			want: []string{"public-route:info:n", "public-route:info:x"}},
+		{desc: "response filtering log on an upstream's generated routes", routes: goodRoutes,
+			edit: func(c *config.Config) {
+				c.Upstreams["a"].OpenAPI = &config.OpenAPI{Spec: schemasDoc, ResponseFiltering: &config.ResponseFiltering{Mode: config.ResponseModeLog}}
+				c.Upstreams["b"] = &config.Upstream{OpenAPI: &config.OpenAPI{Spec: schemasDoc}}
+				c.Upstreams["c"] = &config.Upstream{OpenAPI: &config.OpenAPI{Spec: noSchemasDoc, ResponseFiltering: &config.ResponseFiltering{Mode: config.ResponseModeLog}}}
+			},
+			want: []string{"public-route:info:pub", "response-filtering-off:low:upstreams.a.openapi"}},
+		{desc: "a document that does not load is a note", routes: `
+  - {name: r, path: /doc, methods: [GET], upstream: a, public: true, rate_limits: [per-ip], waf: {}, openapi: {spec: "/nonexistent/moat-lint-test.yaml"}, response_filtering: {mode: log}}`,
+			want:  []string{"public-route:info:r"},
+			notes: []string{"r: response filtering not checked"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {
-			c := parse(t, tc.extra, tc.routes)
+			routes := strings.NewReplacer("$SCHEMAS", schemasDoc, "$NOSCHEMAS", noSchemasDoc).Replace(tc.routes)
+			c := parse(t, tc.extra, routes)
 			if tc.edit != nil {
 				tc.edit(c)
 			}
@@ -170,11 +255,74 @@ cors:
 				t.Errorf("findings:\n  %s\nwant:\n  %s", strings.Join(g, "\n  "), strings.Join(tc.want, "\n  "))
 			}
 			for _, f := range rep.Findings {
+				fired[f.Rule] = true
 				if f.Owner != scan.OwnerGateway || f.OWASP == "" || f.Message == "" {
 					t.Errorf("finding %s lacks owner, OWASP item or message: %+v", f.Rule, f)
 				}
 			}
+			if len(rep.Notes) != len(tc.notes) {
+				t.Errorf("notes %q, want %d", rep.Notes, len(tc.notes))
+			}
+			for i, n := range tc.notes {
+				if i < len(rep.Notes) && !strings.Contains(rep.Notes[i], n) {
+					t.Errorf("note %q lacks %q", rep.Notes[i], n)
+				}
+			}
+			checkFormats(t, rep)
 		})
+	}
+	for _, r := range Rules {
+		if !fired[r.ID] {
+			t.Errorf("no case fires rule %s", r.ID)
+		}
+	}
+}
+
+// checkFormats writes rep in every format and checks that each names every
+// finding's rule: the table and HTML mention it, JSON and SARIF list the
+// same rules as the report, in order.
+func checkFormats(t *testing.T, rep *scan.Report) {
+	t.Helper()
+	var want []string
+	for _, f := range rep.Findings {
+		want = append(want, f.Rule)
+	}
+	for _, format := range scan.Formats {
+		var b bytes.Buffer
+		if err := scan.WriteReport(&b, rep, format); err != nil {
+			t.Fatalf("%s: %v", format, err)
+		}
+		var rules []string
+		switch format {
+		case "json":
+			var v struct{ Findings []scan.Finding }
+			if err := json.Unmarshal(b.Bytes(), &v); err != nil {
+				t.Fatalf("json: %v", err)
+			}
+			for _, f := range v.Findings {
+				rules = append(rules, f.Rule)
+			}
+		case "sarif":
+			var v struct {
+				Runs []struct{ Results []struct{ RuleID string } }
+			}
+			if err := json.Unmarshal(b.Bytes(), &v); err != nil || len(v.Runs) != 1 {
+				t.Fatalf("sarif: %v", err)
+			}
+			for _, r := range v.Runs[0].Results {
+				rules = append(rules, r.RuleID)
+			}
+		default:
+			for _, id := range want {
+				if !strings.Contains(b.String(), id) {
+					t.Errorf("%s output does not name %s", format, id)
+				}
+			}
+			continue
+		}
+		if strings.Join(rules, ",") != strings.Join(want, ",") {
+			t.Errorf("%s lists rules %v, want %v", format, rules, want)
+		}
 	}
 }
 
@@ -199,6 +347,10 @@ func TestFindingsOrderedBySeverityWithLines(t *testing.T) {
 }
 
 func TestRulesDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/lint.md")
+	if err != nil {
+		t.Fatal(err)
+	}
 	ids := map[string]bool{}
 	for _, r := range Rules {
 		if ids[r.ID] {
@@ -207,6 +359,9 @@ func TestRulesDocumented(t *testing.T) {
 		ids[r.ID] = true
 		if r.Name == "" || r.Description == "" || r.OWASP == "" || r.Remediation == "" || !strings.HasSuffix(r.HelpURI, "#"+r.ID) {
 			t.Errorf("rule %s incomplete: %+v", r.ID, r)
+		}
+		if !strings.Contains(string(doc), "| `"+r.ID+"` |") || !strings.Contains(string(doc), "\n### "+r.ID+"\n") {
+			t.Errorf("docs/lint.md lacks the table row or the section (### %s) of rule %s", r.ID, r.ID)
 		}
 	}
 }
@@ -274,5 +429,29 @@ func TestReportFormats(t *testing.T) {
 func TestLoadRefusesInvalidConfiguration(t *testing.T) {
 	if _, err := Load("testdata/does-not-exist.yaml", time.Now()); err == nil {
 		t.Fatal("no error for a missing file")
+	}
+}
+
+// TestLoadResolvesSpecBesideTheFile lints a configuration file whose
+// route names its OpenAPI document by a relative path: it is found beside
+// the file, as moat serve finds it, whatever the working directory.
+func TestLoadResolvesSpecBesideTheFile(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "api.yaml"), []byte(withSchemas), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	doc := fmt.Sprintf(base, filepath.Join(dir, "audit"), "", `
+  - {name: r, path: /doc, methods: [GET], upstream: a, public: true, rate_limits: [per-ip], waf: {}, openapi: {spec: api.yaml}, response_filtering: {mode: log}}`)
+	path := filepath.Join(dir, "moat.yaml")
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Load(path, time.Unix(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := strings.Join(got(rep), " ")
+	if g != "public-route:info:r response-filtering-off:low:r" || len(rep.Notes) != 0 {
+		t.Errorf("findings %s, notes %q", g, rep.Notes)
 	}
 }

@@ -51,23 +51,45 @@ func rulesOf(r *Report) map[string]int {
 	return m
 }
 
+// TestScanVulnerableAndHardened scans the vulnerable sample API over HTTPS
+// (its TLS configuration is a planted flaw too) and expects every planted
+// flaw found, each with its OWASP category; the hardened variant, also
+// over HTTPS, yields no finding at all.
 func TestScanVulnerableAndHardened(t *testing.T) {
-	expected := []string{
-		RuleUnauthenticated, RuleBOLA, RuleBFLA, RuleUndeclaredProperty, RuleSensitiveData, RuleRateLimit,
-		RuleInjection, RuleSSRF, RuleCORS, RuleTrace, RuleInventory, RuleJWTNone, RuleJWTWeakSecret,
-		RuleJWTExpired, RuleMassAssignment, RuleSecurityHeaders,
+	expected := map[string]string{
+		RuleUnauthenticated:    "API2:2023",
+		RuleBOLA:               "API1:2023",
+		RuleBFLA:               "API5:2023",
+		RuleUndeclaredProperty: "API3:2023",
+		RuleSensitiveData:      "API3:2023",
+		RuleRateLimit:          "API4:2023",
+		RuleInjection:          "API8:2023",
+		RuleSSRF:               "API7:2023",
+		RuleCORS:               "API8:2023",
+		RuleTrace:              "API8:2023",
+		RuleWeakTLS:            "API8:2023",
+		RuleInventory:          "API9:2023",
+		RuleJWTNone:            "API2:2023",
+		RuleJWTWeakSecret:      "API2:2023",
+		RuleJWTExpired:         "API2:2023",
+		RuleMassAssignment:     "API3:2023",
+		RuleSecurityHeaders:    "API8:2023",
 	}
 	vuln := newTestAPI(false)
-	vs := httptest.NewServer(vuln)
-	defer vs.Close()
+	vs := newTLSServer(t, vuln, false)
 	o := testOptions(t, vuln, vs.URL)
-	o.AllowDestructive = true
+	o.AllowDestructive, o.Insecure = true, true
 	vrep := runScan(t, o)
 	got := rulesOf(vrep)
-	for _, rule := range expected {
+	for rule, category := range expected {
 		t.Run("vulnerable/"+rule, func(t *testing.T) {
 			if got[rule] == 0 {
-				t.Errorf("no %s finding; findings: %v; notes: %v", rule, got, vrep.Notes)
+				t.Fatalf("no %s finding; findings: %v; notes: %v", rule, got, vrep.Notes)
+			}
+			for _, f := range vrep.Findings {
+				if f.Rule == rule && f.OWASP != category {
+					t.Errorf("%s finding %q filed under %s, want %s", rule, f.Title, f.OWASP, category)
+				}
 			}
 		})
 	}
@@ -78,10 +100,9 @@ func TestScanVulnerableAndHardened(t *testing.T) {
 	}
 
 	hard := newTestAPI(true)
-	hs := httptest.NewServer(hard)
-	defer hs.Close()
+	hs := newTLSServer(t, hard, true)
 	o = testOptions(t, hard, hs.URL)
-	o.AllowDestructive = true
+	o.AllowDestructive, o.Insecure = true, true
 	hrep := runScan(t, o)
 	for _, f := range hrep.Findings {
 		t.Errorf("hardened API: unexpected finding %s %s: %s (%s)", f.Severity, f.Rule, f.Title, f.Operation)

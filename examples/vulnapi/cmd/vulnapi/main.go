@@ -7,6 +7,15 @@
 //	  --auth alice="Authorization: Bearer $(go run ./examples/vulnapi/cmd/vulnapi -print-token)" \
 //	  --auth bob="X-API-Key: bob-key-0123456789"
 //
+// With -tls it serves HTTPS with a self-signed certificate generated at
+// start (in memory; -tls-cert and -tls-key serve a certificate of yours
+// instead). The vulnerable variant then accepts TLS 1.0, TLS 1.1 and a 3DES
+// suite (the planted weak-tls flaw), the hardened one TLS 1.2 and later
+// with modern suites; scan it with --target https://127.0.0.1:9443
+// --insecure:
+//
+//	go run ./examples/vulnapi/cmd/vulnapi -addr 127.0.0.1:9443 -tls
+//
 // It refuses non-loopback addresses unless -unsafe-listen is given.
 package main
 
@@ -28,7 +37,8 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:9090", "listen address")
 	hardened := flag.Bool("hardened", false, "serve the hardened variant")
 	subject := flag.String("subject-header", "", "trust this header (set by moat, e.g. X-Moat-Subject) for the caller's user ID")
-	certFile := flag.String("tls-cert", "", "serve HTTPS with this PEM certificate (the vulnerable variant accepts TLS 1.0)")
+	useTLS := flag.Bool("tls", false, "serve HTTPS with a self-signed certificate generated at start (the vulnerable variant accepts TLS 1.0, 1.1 and a 3DES suite)")
+	certFile := flag.String("tls-cert", "", "serve HTTPS with this PEM certificate instead of a generated one")
 	keyFile := flag.String("tls-key", "", "PEM private key of -tls-cert")
 	unsafe := flag.Bool("unsafe-listen", false, "allow a non-loopback listen address")
 	printToken := flag.Bool("print-token", false, "print a token for alice (user 1) and exit")
@@ -39,12 +49,12 @@ func main() {
 		fmt.Println(api.AliceToken())
 		return
 	}
-	if err := run(api, *addr, *hardened, *certFile, *keyFile, *unsafe); err != nil {
+	if err := run(api, *addr, *hardened, *useTLS || *certFile != "", *certFile, *keyFile, *unsafe); err != nil {
 		log.Fatalf("vulnapi: %v", err)
 	}
 }
 
-func run(api *vulnapi.API, addr string, hardened bool, certFile, keyFile string, unsafe bool) error {
+func run(api *vulnapi.API, addr string, hardened, useTLS bool, certFile, keyFile string, unsafe bool) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return err
@@ -53,14 +63,20 @@ func run(api *vulnapi.API, addr string, hardened bool, certFile, keyFile string,
 		return errors.New("refusing to serve a deliberately vulnerable API on a non-loopback address (use -unsafe-listen)")
 	}
 	srv := &http.Server{Addr: addr, Handler: api, ReadHeaderTimeout: 5 * time.Second}
-	fmt.Fprintf(os.Stderr, "vulnapi (hardened=%v) listening on %s\n", hardened, addr)
-	if certFile == "" {
+	if !useTLS {
+		fmt.Fprintf(os.Stderr, "vulnapi (hardened=%v) listening on http://%s\n", hardened, addr)
 		return srv.ListenAndServe()
 	}
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	var cert tls.Certificate
+	if certFile != "" {
+		cert, err = tls.LoadX509KeyPair(certFile, keyFile)
+	} else {
+		cert, err = vulnapi.SelfSignedCert()
+	}
 	if err != nil {
 		return err
 	}
 	srv.TLSConfig = vulnapi.TLSConfig(hardened, cert)
+	fmt.Fprintf(os.Stderr, "vulnapi (hardened=%v) listening on https://%s\n", hardened, addr)
 	return srv.ListenAndServeTLS("", "")
 }
