@@ -23,9 +23,10 @@
 //   - undocumented-endpoint: /actuator, /actuator/env and an older /v1/me.
 //   - missing-rate-limit: none.
 //   - injection: a quote in /v2/products?q= produces a MySQL syntax error
-//     in the response. (verbose-errors, the passive rule for such errors
-//     in responses to other probes, has no planted flaw of its own: only
-//     the injection probe sends the quote.)
+//     in the response.
+//   - verbose-errors: a fetch that fails (/v2/fetch?url= with any URL
+//     Fetch refuses, such as the example value of the document) is
+//     answered 500 with the server's panic trace.
 //   - ssrf: /v2/fetch?url= fetches any URL (loopback only, see Fetch).
 //   - mass-assignment: POST /v2/orders copies every body member into the
 //     order, readOnly id and status and an undeclared is_admin included.
@@ -306,6 +307,14 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		res, err := a.o.Fetch.Get(target)
+		if err != nil && !a.o.Hardened {
+			// planted: the failure is answered with the server's panic
+			// trace, internals (paths, functions, the error) included
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusInternalServerError)
+			fmt.Fprintf(w, "panic: fetching %q: %v\n\ngoroutine 57 [running]:\nshop/internal/fetch.(*Client).Get(0xc000182000, {0xc0001a4000, 0x1d})\n\t/srv/shop/internal/fetch/fetch.go:41 +0x1d2\nshop/internal/api.(*API).fetch(...)\n\t/srv/shop/internal/api/fetch.go:88\n", target, err)
+			return
+		}
 		if err != nil {
 			writeJSON(w, http.StatusBadGateway, map[string]string{"error": "fetch failed"})
 			return

@@ -32,7 +32,7 @@ func TestPlantedFlawsAndFixes(t *testing.T) {
 		{desc: "sql error", method: "GET", path: "/v2/products?q=%27", vulnStatus: 500, vulnBodyHas: "SQL syntax", hardStatus: 200},
 		{desc: "trace echo", method: "TRACE", path: "/", vulnStatus: 200, vulnBodyHas: "TRACE / HTTP/1.1", hardStatus: 405},
 		{desc: "actuator", method: "GET", path: "/actuator/env", vulnStatus: 200, hardStatus: 404},
-		{desc: "ssrf beyond loopback refused by the fetcher", method: "GET", path: "/v2/fetch?url=http://192.0.2.1/", vulnStatus: 502, hardStatus: 400},
+		{desc: "ssrf beyond loopback refused by the fetcher, answered with a panic trace (verbose-errors)", method: "GET", path: "/v2/fetch?url=http://192.0.2.1/", vulnStatus: 500, hardStatus: 400},
 	}
 	for _, tc := range tests {
 		t.Run(tc.desc, func(t *testing.T) {

@@ -74,6 +74,7 @@ func TestScanVulnerableAndHardened(t *testing.T) {
 		RuleJWTExpired:         "API2:2023",
 		RuleMassAssignment:     "API3:2023",
 		RuleSecurityHeaders:    "API8:2023",
+		RuleVerboseErrors:      "API8:2023",
 	}
 	vuln := newTestAPI(false)
 	vs := newTLSServer(t, vuln, false)
@@ -128,6 +129,7 @@ func TestScanSpecificFindings(t *testing.T) {
 		{"card number", RuleSensitiveData, "payment card", ""},
 		{"email not in schema", RuleSensitiveData, "e-mail", "GET /v2/users/{id}"},
 		{"sql error", RuleInjection, "SQL payload in query parameter q", "GET /v2/products"},
+		{"panic trace of a failed fetch", RuleVerboseErrors, "a stack trace", "GET /v2/fetch"},
 		{"actuator", RuleInventory, "/actuator", ""},
 		{"older version", RuleInventory, "/v1", ""},
 	}
