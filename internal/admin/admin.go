@@ -5,9 +5,11 @@
 // listener.
 //
 // Every request is checked in this order: the Host header (DNS rebinding),
-// the Origin of state-changing requests (CSRF), then the caller's identity (a
-// bearer token whose SHA-256 is configured, or a verified client certificate)
-// and its role. The health endpoints skip the identity check only.
+// the Origin of state-changing requests (CSRF), the login limit (a client
+// address locked out after repeated failed authentications gets 429), then
+// the caller's identity (a bearer token whose SHA-256 is configured, or a
+// verified client certificate) and its role. The health endpoints skip the
+// login limit and the identity check only.
 package admin
 
 import (
@@ -23,6 +25,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moat-gateway/moat/internal/anomaly"
@@ -38,6 +41,7 @@ const (
 	ReasonHostNotAllowed       = "admin_host_not_allowed"       // 403: Host is not in allowed_hosts
 	ReasonOriginNotAllowed     = "admin_origin_not_allowed"     // 403: a state-changing request from a foreign Origin or cross-site fetch
 	ReasonUnauthenticated      = "admin_unauthenticated"        // 401: no token, or a token or certificate that is not configured
+	ReasonLockedOut            = "admin_locked_out"             // 429: the client address is locked out after repeated failed authentications (admin.login_limit)
 	ReasonForbidden            = "admin_forbidden"              // 403: a read identity on a write endpoint
 	ReasonNotFound             = "admin_not_found"              // 404: no such endpoint or key
 	ReasonMethodNotAllowed     = "admin_method_not_allowed"     // 405
@@ -105,10 +109,10 @@ type ReadyCheck struct {
 
 // AuditFunc records an admin action: action names it (config_apply,
 // key_create, key_revoke, key_rotate, block_add, block_remove,
-// admin_auth_failure, admin_forbidden), actor is the
-// authenticated administrator or nil, from the client address, msg says what
-// was done without secrets, err is nil when the action succeeded. Wire it to
-// audit.AdminAction and (*audit.Auditor).Record.
+// admin_auth_failure, admin_forbidden, admin_lockout, admin_locked_out),
+// actor is the authenticated administrator or nil, from the client address,
+// msg says what was done without secrets, err is nil when the action
+// succeeded. Wire it to audit.AdminAction and (*audit.Auditor).Record.
 type AuditFunc func(action string, actor *gateway.Principal, from netip.Addr, msg string, err error)
 
 // Deps is what the admin server reads from and acts on. Every function must
@@ -167,6 +171,9 @@ type Server struct {
 	tokens  []token
 	clients map[string]string // certificate identity -> role
 	events  *Ring
+	limit   *loginLimiter // nil when admin.login_limit is disabled
+
+	authFailures atomic.Uint64 // 401 answers, for AuthStats
 
 	tlsMgr  *tlsx.Manager
 	httpSrv *http.Server
@@ -207,6 +214,11 @@ func New(cfg config.Admin, deps Deps) (*Server, error) {
 		s.clients[c.Identity] = c.Role
 	}
 	s.events = NewRing(cfg.EventsBuffer)
+	lim, err := newLoginLimiter(cfg.LoginLimit)
+	if err != nil {
+		return nil, err
+	}
+	s.limit = lim
 	if cfg.TLS != nil {
 		m, err := tlsx.NewServerConfig(cfg.TLS, s.log)
 		if err != nil {
@@ -380,8 +392,8 @@ func matchPath(pattern, escapedPath string) (map[string]string, bool) {
 	return params, true
 }
 
-// ServeHTTP checks the Host, the Origin, the caller's identity and role, in
-// that order, then runs the endpoint.
+// ServeHTTP checks the Host, the Origin, the login limit, the caller's
+// identity and role, in that order, then runs the endpoint.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
@@ -417,9 +429,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c := &call{from: from, id: params["id"], params: params}
 	if ep.role != "" {
+		if s.refuseLockedOut(w, r, from) {
+			return
+		}
 		actor, err := s.authenticate(r)
 		if err != nil {
 			s.audit("admin_auth_failure", nil, from, r.Method+" "+r.URL.Path, err)
+			s.authFailed(from, err)
 			h.Set("WWW-Authenticate", `Bearer realm="moat-admin"`)
 			s.problem(w, http.StatusUnauthorized, ReasonUnauthenticated, "", nil)
 			return

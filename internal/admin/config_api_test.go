@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -209,5 +210,62 @@ func TestPutConfig(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPutConfigLostUpdate: two operators read the configuration and its
+// ETag; the first one's PUT is applied, the second one's, sent with the
+// ETag it read, is refused with 412 and the current ETag, and nothing of it
+// is applied. Sent again with the current ETag (in a list), it is applied.
+func TestPutConfigLostUpdate(t *testing.T) {
+	f := newFakeConfig()
+	var al auditLog
+	_, ts := start(t, testAdmin(), Deps{Config: f.get, Reload: f.reload, Audit: al.fn})
+	code, h, b := do(t, ts, req{method: "HEAD", path: "/api/v1/config", token: readToken})
+	read := h.Get("ETag")
+	if code != 200 || read == "" || len(b) != 0 {
+		t.Fatalf("HEAD: %d ETag %q body %q", code, read, b)
+	}
+	put := func(yaml, ifMatch string) (int, http.Header, []byte) {
+		return do(t, ts, req{method: "PUT", path: "/api/v1/config", token: writeToken, body: yaml, ctype: "application/yaml",
+			header: map[string]string{"If-Match": ifMatch}})
+	}
+	alice := strings.Replace(minimalYAML, "/books/{id}", "/novels/{id}", 1)
+	bob := strings.Replace(minimalYAML, "/books/{id}", "/poems/{id}", 1)
+
+	code, h, b = put(alice, read)
+	current := h.Get("ETag")
+	if code != 200 || current == "" || current == read {
+		t.Fatalf("first PUT: %d ETag %q: %s", code, current, b)
+	}
+	code, h, b = put(bob, read)
+	if code != 412 || reasonOf(t, h, b) != ReasonPreconditionFailed || h.Get("ETag") != current {
+		t.Fatalf("second PUT with the ETag it read: %d ETag %q %s, want 412 with %q", code, h.Get("ETag"), b, current)
+	}
+	if f.applied != 1 || !strings.Contains(string(f.data), "/novels/") {
+		t.Fatalf("after the refused PUT: applied %d times, serving %q", f.applied, f.data)
+	}
+	// The reader's copy is stale: If-None-Match with the old ETag gets the
+	// new document, with the current one 304.
+	if code, h, b := do(t, ts, req{path: "/api/v1/config", token: readToken, header: map[string]string{"If-None-Match": read}}); code != 200 || h.Get("ETag") != current || !strings.Contains(string(b), "/novels/") {
+		t.Errorf("GET with the old ETag: %d ETag %q", code, h.Get("ETag"))
+	}
+	if code, h, _ := do(t, ts, req{path: "/api/v1/config", token: readToken, header: map[string]string{"If-None-Match": current}}); code != 304 || h.Get("ETag") != current {
+		t.Errorf("GET with the current ETag: %d ETag %q, want 304", code, h.Get("ETag"))
+	}
+	if code, _, b := put(bob, `"0000", `+current); code != 200 {
+		t.Fatalf("PUT with the current ETag in a list: %d %s", code, b)
+	}
+	if f.applied != 2 || !strings.Contains(string(f.data), "/poems/") {
+		t.Errorf("applied %d times, serving %q", f.applied, f.data)
+	}
+	var applied int
+	for _, r := range al.all() {
+		if r.action == "config_apply" && r.err == nil {
+			applied++
+		}
+	}
+	if applied != 2 || len(al.all()) != 2 {
+		t.Errorf("audit %+v, want two successful config_apply and nothing for the 412", al.all())
 	}
 }

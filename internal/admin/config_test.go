@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moat-gateway/moat/internal/config"
 )
@@ -13,7 +14,8 @@ func TestAdminConfigDefaults(t *testing.T) {
 	var a config.Admin
 	a.ApplyDefaults()
 	if a.Address != "127.0.0.1:9901" || a.EventsBuffer != 1000 || a.ReadinessTimeout != config.DefaultAdminReadinessTimeout ||
-		a.MaxConfigSize != config.DefaultAdminMaxConfigSize {
+		a.MaxConfigSize != config.DefaultAdminMaxConfigSize || a.LoginLimit != (config.AdminLoginLimit{Failures: 10,
+		Per: config.Duration(time.Minute), Cooldown: config.Duration(5 * time.Minute)}) {
 		t.Errorf("defaults %+v", a)
 	}
 	if got := strings.Join(a.AllowedHosts, ","); got != "localhost,127.0.0.1,::1" {
@@ -66,6 +68,13 @@ func TestAdminConfigValidate(t *testing.T) {
 		{"negative timeout", func(a *config.Admin) { a.ReadinessTimeout = -1 }, []string{"readiness_timeout"}},
 		{"tls without files", func(a *config.Admin) { a.TLS = &config.ListenerTLS{} }, []string{"tls"}},
 		{"tls 1.1", func(a *config.Admin) { a.TLS = &config.ListenerTLS{MinVersion: "1.1"} }, []string{"tls", "tls.min_version"}},
+		{"login limit of one failure", func(a *config.Admin) { a.LoginLimit.Failures = 1 }, nil},
+		{"login limit failures negative", func(a *config.Admin) { a.LoginLimit.Failures = -1 }, []string{"login_limit.failures"}},
+		{"login limit failures too many", func(a *config.Admin) { a.LoginLimit.Failures = 10001 }, []string{"login_limit.failures"}},
+		{"login limit window too short", func(a *config.Admin) { a.LoginLimit.Per = config.Duration(time.Millisecond) }, []string{"login_limit.per"}},
+		{"login limit window too long", func(a *config.Admin) { a.LoginLimit.Per = config.Duration(25 * time.Hour) }, []string{"login_limit.per"}},
+		{"login limit cooldown negative", func(a *config.Admin) { a.LoginLimit.Cooldown = -1 }, []string{"login_limit.cooldown"}},
+		{"login limit disabled ignores its values", func(a *config.Admin) { a.LoginLimit = config.AdminLoginLimit{Disabled: true, Failures: -1} }, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.desc, func(t *testing.T) {

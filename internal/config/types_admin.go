@@ -16,16 +16,30 @@ import (
 // own socket, never reachable through a traffic listener. A nil *Admin means
 // no admin listener.
 type Admin struct {
-	Address          string        `yaml:"address" jsonschema:"description=host:port the admin listener binds. Default 127.0.0.1:9901. A non-loopback address needs tls (or insecure: true)."`
-	Tokens           []AdminToken  `yaml:"tokens" jsonschema:"description=Bearer tokens accepted by the admin API, stored as SHA-256 hashes. Generate each token with openssl rand -base64 32 and hash it with printf %s \"$TOKEN\" | sha256sum."`
-	Clients          []AdminClient `yaml:"clients" jsonschema:"description=With tls.client_auth: client certificates accepted by the admin API and their roles\\, matched by identity (the certificate's common name or a DNS\\, URI or e-mail subject alternative name)."`
-	AllowedHosts     []string      `yaml:"allowed_hosts" jsonschema:"description=Host header values (host names or IP literals\\, without port) the admin listener answers; anything else is refused with 403 (DNS rebinding). Default: the address's host\\, localhost\\, 127.0.0.1 and ::1."`
-	TLS              *ListenerTLS  `yaml:"tls,omitempty" jsonschema:"description=Serve the admin listener over HTTPS; client_auth turns on mutual TLS for the clients list."`
-	Insecure         bool          `yaml:"insecure" jsonschema:"description=Allow a non-loopback address without tls: tokens then cross the network in clear text. Default false."`
-	PublicMetrics    bool          `yaml:"public_metrics" jsonschema:"description=Serve /metrics without authentication (for scrapers that cannot send a token). Default false: a read token is needed."`
-	EventsBuffer     int           `yaml:"events_buffer" jsonschema:"description=Recent denials kept in memory for GET /api/v1/events. Default 1000.,minimum=1,maximum=1000000"`
-	ReadinessTimeout Duration      `yaml:"readiness_timeout" jsonschema:"description=Time each readiness check (a Redis PING) may take in /readyz. Default 2s."`
-	MaxConfigSize    Size          `yaml:"max_config_size" jsonschema:"description=Largest configuration accepted by PUT /api/v1/config. Default 4MiB."`
+	Address          string          `yaml:"address" jsonschema:"description=host:port the admin listener binds. Default 127.0.0.1:9901. A non-loopback address needs tls (or insecure: true)."`
+	Tokens           []AdminToken    `yaml:"tokens" jsonschema:"description=Bearer tokens accepted by the admin API, stored as SHA-256 hashes. Generate each token with openssl rand -base64 32 and hash it with printf %s \"$TOKEN\" | sha256sum."`
+	Clients          []AdminClient   `yaml:"clients" jsonschema:"description=With tls.client_auth: client certificates accepted by the admin API and their roles\\, matched by identity (the certificate's common name or a DNS\\, URI or e-mail subject alternative name)."`
+	AllowedHosts     []string        `yaml:"allowed_hosts" jsonschema:"description=Host header values (host names or IP literals\\, without port) the admin listener answers; anything else is refused with 403 (DNS rebinding). Default: the address's host\\, localhost\\, 127.0.0.1 and ::1."`
+	TLS              *ListenerTLS    `yaml:"tls,omitempty" jsonschema:"description=Serve the admin listener over HTTPS; client_auth turns on mutual TLS for the clients list."`
+	Insecure         bool            `yaml:"insecure" jsonschema:"description=Allow a non-loopback address without tls: tokens then cross the network in clear text. Default false."`
+	PublicMetrics    bool            `yaml:"public_metrics" jsonschema:"description=Serve /metrics without authentication (for scrapers that cannot send a token). Default false: a read token is needed."`
+	EventsBuffer     int             `yaml:"events_buffer" jsonschema:"description=Recent denials kept in memory for GET /api/v1/events. Default 1000.,minimum=1,maximum=1000000"`
+	ReadinessTimeout Duration        `yaml:"readiness_timeout" jsonschema:"description=Time each readiness check (a Redis PING) may take in /readyz. Default 2s."`
+	MaxConfigSize    Size            `yaml:"max_config_size" jsonschema:"description=Largest configuration accepted by PUT /api/v1/config. Default 4MiB."`
+	LoginLimit       AdminLoginLimit `yaml:"login_limit" jsonschema:"description=Lock a client address out of the admin API after repeated failed authentications."`
+}
+
+// AdminLoginLimit locks a client address (IPv6 per /64) out of the admin
+// API after repeated failed authentications: an address may fail Failures
+// times at once and regains one attempt every Per/Failures; the failure
+// that uses up the last one locks the address out for Cooldown, during
+// which every authenticated endpoint answers 429, whatever credential it
+// sends. Requests without any credential do not count.
+type AdminLoginLimit struct {
+	Disabled bool     `yaml:"disabled" jsonschema:"description=Turn the lockout off (not recommended). Default false."`
+	Failures int64    `yaml:"failures" jsonschema:"description=Failed authentications a client address may make at once before it is locked out. Default 10.,minimum=1,maximum=10000"`
+	Per      Duration `yaml:"per" jsonschema:"description=The failures are counted over this window: a client address regains one attempt every per/failures. Default 1m."`
+	Cooldown Duration `yaml:"cooldown" jsonschema:"description=How long a locked-out client address gets 429 admin_locked_out on every authenticated endpoint\\, even with a valid token. Default 5m."`
 }
 
 // AdminToken is one admin API bearer token.
@@ -48,6 +62,10 @@ const (
 	MaxAdminEventsBuffer         = 1000000
 	DefaultAdminReadinessTimeout = Duration(2 * time.Second)
 	DefaultAdminMaxConfigSize    = Size(4 << 20)
+	DefaultAdminLoginFailures    = 10
+	MaxAdminLoginFailures        = 10000
+	DefaultAdminLoginPer         = Duration(time.Minute)
+	DefaultAdminLoginCooldown    = Duration(5 * time.Minute)
 	// AdminRoleRead may call the GET endpoints and /metrics.
 	AdminRoleRead = "read"
 	// AdminRoleWrite may call every endpoint.
@@ -77,6 +95,11 @@ func (a *Admin) ApplyDefaults() {
 	if a.MaxConfigSize == 0 {
 		a.MaxConfigSize = DefaultAdminMaxConfigSize
 	}
+	if a.LoginLimit.Failures == 0 {
+		a.LoginLimit.Failures = DefaultAdminLoginFailures
+	}
+	setDur(&a.LoginLimit.Per, DefaultAdminLoginPer)
+	setDur(&a.LoginLimit.Cooldown, DefaultAdminLoginCooldown)
 	if a.TLS != nil {
 		setStr(&a.TLS.MinVersion, "1.2")
 		if a.TLS.ClientAuth != nil {
@@ -176,6 +199,17 @@ func (a *Admin) Validate() []Problem {
 	}
 	if a.MaxConfigSize < 1024 || a.MaxConfigSize > 64<<20 {
 		add("max_config_size", "must be between 1KiB and 64MiB")
+	}
+	if l := a.LoginLimit; !l.Disabled {
+		if l.Failures < 1 || l.Failures > MaxAdminLoginFailures {
+			add("login_limit.failures", "must be between 1 and %d", MaxAdminLoginFailures)
+		}
+		if l.Per.D() < time.Second || l.Per.D() > 24*time.Hour {
+			add("login_limit.per", "must be between 1s and 24h")
+		}
+		if l.Cooldown.D() < time.Second || l.Cooldown.D() > 24*time.Hour {
+			add("login_limit.cooldown", "must be between 1s and 24h")
+		}
 	}
 	if t := a.TLS; t != nil {
 		if t.CertFile == "" || t.KeyFile == "" {

@@ -102,9 +102,34 @@ func (s *Server) setupObservability(cfg *config.Config) error {
 			return err
 		}
 		s.admin = a
+		if err := registerAdminAuthMetrics(s.metrics, a.AuthStats); err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
 		observers = append(observers, a.RecordEvent)
 	}
 	s.state.SetObservers(observers...)
+	return nil
+}
+
+// registerAdminAuthMetrics registers the counters of the admin listener's
+// refused authentications and lockouts (admin.login_limit), read from
+// stats at scrape time.
+func registerAdminAuthMetrics(m *metrics.Registry, stats func() admin.AuthStats) error {
+	for _, c := range []struct {
+		name, help string
+		value      func(admin.AuthStats) uint64
+	}{
+		{"moat_admin_auth_failures_total", "Admin API requests refused with 401 admin_unauthenticated.",
+			func(s admin.AuthStats) uint64 { return s.Failures }},
+		{"moat_admin_lockouts_total", "Client addresses locked out of the admin API after repeated failed authentications (admin.login_limit).",
+			func(s admin.AuthStats) uint64 { return s.Lockouts }},
+		{"moat_admin_locked_out_requests_total", "Admin API requests refused with 429 admin_locked_out because their client address was locked out.",
+			func(s admin.AuthStats) uint64 { return s.LockedOut }},
+	} {
+		if err := m.CounterFunc(c.name, c.help, func() float64 { return float64(c.value(stats())) }); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -32,7 +32,7 @@ const browserLimit = 60 * time.Second
 // dashboardShots are the screenshots docs/dashboard.md shows, copied to
 // docs/img when UPDATE_SCREENSHOTS=1.
 var dashboardShots = []string{"dashboard-login", "dashboard-overview", "dashboard-overview-dark", "dashboard-events",
-	"dashboard-alerts", "dashboard-posture", "dashboard-keys"}
+	"dashboard-alerts", "dashboard-alerts-dark", "dashboard-posture", "dashboard-keys"}
 
 // TestDashboardServed checks how the admin listener mounts the dashboard,
 // without a browser: / redirects to /ui/, the assets need no token but
@@ -98,8 +98,10 @@ func TestDashboardServed(t *testing.T) {
 
 // startDashboardGateway runs a gateway with an admin listener, an API key
 // authenticator on the embedded key store, a route it protects (/api), a
-// public route (/open) and an upstream. It returns the gateway, the admin
-// token and the key store's path.
+// public route (/open) and an upstream. Its brute-force lockout and anomaly
+// detection have low thresholds, so that a few bad keys from one address
+// get it locked out (after 6 failures) and then blocked (after 8). It
+// returns the gateway, the admin token and the key store's path.
 func startDashboardGateway(t *testing.T) (*gw, string, string) {
 	t.Helper()
 	const token = "dashboard-test-admin-token-0123456789abcdef"
@@ -115,6 +117,11 @@ admin:
   tokens: [{name: ops, sha256: %s, role: write}]
 authenticators:
   keys: {api_key: {}}
+brute_force: {max_failures: 5, window: 1m, cooldown: 5m}
+anomaly:
+  detectors:
+    auth_failures: {window: 1m, threshold: 8}
+  block: {enabled: true, duration: 10m}
 upstreams:
   orders: {targets: [%q]}
 routes:
@@ -128,8 +135,9 @@ routes:
 // never causes: uncaught exceptions and console or security errors (a
 // Content-Security-Policy violation among them).
 type browserEvents struct {
-	mu     sync.Mutex
-	errors []string
+	mu       sync.Mutex
+	errors   []string
+	allow429 bool // the test locked itself out of the admin API on purpose
 }
 
 func (b *browserEvents) listen(ev any) {
@@ -149,11 +157,18 @@ func (b *browserEvents) listen(ev any) {
 		}
 		// The login test sends a wrong token on purpose, and logout ends
 		// with one refused call: the browser logs those 401s.
-		if e.Source == cdplog.EntrySourceNetwork && strings.Contains(e.Text, "401") {
+		if e.Source == cdplog.EntrySourceNetwork && (strings.Contains(e.Text, "401") || b.allow429 && strings.Contains(e.Text, "429")) {
 			return
 		}
 		b.errors = append(b.errors, fmt.Sprintf("%s %s: %s (%s)", e.Source, e.Level, e.Text, e.URL))
 	}
+}
+
+// expect429 stops counting 429 answers as errors.
+func (b *browserEvents) expect429() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.allow429 = true
 }
 
 func (b *browserEvents) get() []string {
@@ -164,9 +179,13 @@ func (b *browserEvents) get() []string {
 
 // TestDashboard drives the dashboard in headless Chromium against a running
 // gateway: sign in, watch the request count rise while Go sends traffic,
-// filter the security events and drill into one, read the posture matrix,
-// create an API key and use it through the gateway, revoke it in the page
-// and see the gateway refuse it. It saves a screenshot of each page.
+// filter the security events and drill into one, see the anomaly alert and
+// block that bad keys from 127.0.0.2 caused, add a block and lift that one
+// from the page and see the gateway admit 127.0.0.2 again, read the posture
+// matrix, create an API key and use it through the gateway, revoke it in
+// the page and see the gateway refuse it, and finally see the sign-in form
+// refused after wrong admin tokens locked this address out. It saves a
+// screenshot of each page.
 func TestDashboard(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		if os.Getenv("MOAT_REQUIRE_BROWSER") != "" {
@@ -366,7 +385,9 @@ func TestDashboard(t *testing.T) {
 	}
 	close(stop)
 	traffic.Wait()
-	lockOut(t, g) // auth_locked_out denials from 127.0.0.2, for the alerts page
+	lockOut(t, g) // a lockout, an anomaly alert and a block of 127.0.0.2, for the alerts page
+	waitFor("the lockout and block in the reasons table", `(() => { const r = [...document.querySelectorAll('#reasons-table tbody th')].map((th) => th.textContent);
+		return r.includes('auth_locked_out') && r.includes('temporarily_blocked'); })()`)
 	shot("dashboard-overview")
 
 	// Theme: the toggle switches to dark and back, and says so.
@@ -411,15 +432,56 @@ func TestDashboard(t *testing.T) {
 	}
 	shot("dashboard-events")
 
-	// Alerts: the lockouts show. Keyboard: the nav link is reached by
-	// focus and followed with Enter.
+	// Alerts: the bad keys from 127.0.0.2 raised an auth_failures alert
+	// that blocked it; the block is listed, and so are its lockout and
+	// block denials. Keyboard: the nav link is reached by focus and
+	// followed with Enter.
 	do("opening the alerts by keyboard", chromedp.Focus(chromedp.CSS(`#nav a[href="#alerts"]`)), chromedp.KeyEvent("\r"),
 		chromedp.WaitVisible(chromedp.ID("page-alerts")))
-	waitFor("the lockouts", `[...document.querySelectorAll('#alerts-table tbody code')].some((c) => c.textContent === 'auth_locked_out')`)
+	waitFor("the alert", `[...document.querySelectorAll('#anomaly-alerts-table tbody tr')].some((tr) => tr.cells.length === 8 &&
+		tr.cells[1].textContent === 'auth_failures' && tr.cells[3].textContent === 'ip 127.0.0.2' && tr.cells[6].querySelector('time') !== null)`)
+	if s := text("#anomaly-alerts-summary"); !strings.Contains(s, "of which blocked the subject") {
+		t.Errorf("alerts summary %q", s)
+	}
+	waitFor("the block", `document.querySelector('#blocks-table tbody tr[data-kind="ip"][data-subject="127.0.0.2"] button[data-act="unblock"]') !== null`)
+	waitFor("the denials", `(() => { const r = [...document.querySelectorAll('#alerts-table tbody code')].map((c) => c.textContent);
+		return r.includes('auth_locked_out') && r.includes('temporarily_blocked'); })()`)
 	if s := text("#alerts-table tbody tr td:nth-child(3)"); s != "127.0.0.2" {
 		t.Errorf("locked-out client shows %q", s)
 	}
+	// A manual block, with the keyboard: Enter in the subject submits.
+	do("adding a block",
+		chromedp.SetValue(chromedp.ID("block-kind"), "principal"),
+		chromedp.SendKeys(chromedp.ID("block-subject"), "keys:mallory\r"))
+	waitFor("the manual block", `document.querySelector('#blocks-table tbody tr[data-kind="principal"][data-subject="keys:mallory"]') !== null`)
+	if s := text("#flash"); !strings.HasPrefix(s, "Blocked principal keys:mallory until ") {
+		t.Errorf("after adding a block the page says %q", s)
+	}
 	shot("dashboard-alerts")
+	do("dark theme", chromedp.Click(chromedp.ID("theme-toggle")))
+	shot("dashboard-alerts-dark")
+	do("light theme", chromedp.Click(chromedp.ID("theme-toggle")))
+
+	// Lift the anomaly block from the page, with the keyboard: the Unblock
+	// button opens the confirmation, whose OK lifts it; the gateway admits
+	// 127.0.0.2 again.
+	do("unblocking 127.0.0.2",
+		chromedp.Focus(chromedp.CSS(`#blocks-table button[data-act="unblock"][data-subject="127.0.0.2"]`)),
+		chromedp.KeyEvent("\r"),
+		chromedp.WaitVisible(chromedp.ID("confirm")))
+	if s := text("#confirm-title"); s != "Unblock ip 127.0.0.2" {
+		t.Errorf("confirmation titled %q", s)
+	}
+	do("confirming", chromedp.Click(chromedp.ID("confirm-ok")), chromedp.WaitNotVisible(chromedp.ID("confirm")))
+	waitFor("the block's removal", `document.querySelector('#blocks-table tbody tr[data-subject="127.0.0.2"]') === null &&
+		document.querySelector('#blocks-table tbody tr[data-subject="keys:mallory"]') !== null`)
+	waitFor("the focus back on the table's controls", `document.activeElement === document.getElementById('blocks-refresh')`)
+	if s := text("#flash"); s != "Unblocked ip 127.0.0.2." {
+		t.Errorf("after unblocking the page says %q", s)
+	}
+	if resp, body := send(t, fromLoopback2(), newRequest(t, "GET", g.url()+"/open", nil)); resp.StatusCode != 200 {
+		t.Errorf("127.0.0.2 after the block was lifted: %d %s", resp.StatusCode, clip(body))
+	}
 
 	// Posture: the public route's gaps are flagged.
 	do("opening the posture", chromedp.Click(chromedp.CSS(`#nav a[href="#posture"]`)), chromedp.WaitVisible(chromedp.ID("page-posture")))
@@ -496,6 +558,29 @@ func TestDashboard(t *testing.T) {
 		t.Error("the token is still in sessionStorage after logout")
 	}
 
+	// Wrong admin tokens from this address lock it out of the admin API:
+	// the right token is then refused, and the sign-in form says why.
+	events.expect429()
+	for i := 0; ; i++ {
+		resp, _ := g.do(t, newRequest(t, "GET", admin+"/api/v1/status", nil, "Authorization", fmt.Sprintf("Bearer wrong-%d", i)))
+		if resp.StatusCode == http.StatusTooManyRequests {
+			break
+		}
+		if resp.StatusCode != http.StatusUnauthorized || i == 20 {
+			t.Fatalf("wrong admin token %d: %d, want 401 until the lockout", i+1, resp.StatusCode)
+		}
+	}
+	do("signing in while locked out",
+		chromedp.SetValue(chromedp.ID("login-token"), token),
+		chromedp.Click(chromedp.ID("login-submit")))
+	waitFor("the lockout message", `document.getElementById('login-error').textContent.startsWith('Too many failed sign-ins from this address')`)
+	if s := text("#login-error"); !strings.Contains(s, "whatever the token, for 5") {
+		t.Errorf("the lockout message says %q", s)
+	}
+	if page, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.getElementById('page-login').hidden`)); err != nil || page {
+		t.Errorf("signed in while locked out (login page hidden: %v, %v)", page, err)
+	}
+
 	if errs := events.get(); len(errs) > 0 {
 		t.Errorf("the page reported errors:\n%s", strings.Join(errs, "\n"))
 	}
@@ -513,22 +598,42 @@ func TestDashboard(t *testing.T) {
 	}
 }
 
+// fromLoopback2 returns a client whose requests come from 127.0.0.2.
+func fromLoopback2() *http.Client {
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext:       (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext,
+	}}
+}
+
 // lockOut sends bad API keys from 127.0.0.2 until the gateway locks that
-// address out (auth_locked_out), leaving 127.0.0.1 unaffected.
+// address out (429 auth_locked_out) and then, as the failures go on, the
+// anomaly detection's auth_failures alert blocks it (403
+// temporarily_blocked), leaving 127.0.0.1 unaffected.
 func lockOut(t *testing.T, g *gw) {
 	t.Helper()
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext,
-	}}
-	defer c.CloseIdleConnections()
-	for i := 0; i < 30; i++ {
+	c := fromLoopback2()
+	lockedOut := false
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; ; i++ {
 		req := newRequest(t, "GET", g.url()+"/api", nil, "X-API-Key", fmt.Sprintf("moat_bad%05d_%043d_000000", i, i))
-		resp, _ := send(t, c, req)
-		if resp.StatusCode == http.StatusTooManyRequests {
+		resp, body := send(t, c, req)
+		switch {
+		case resp.StatusCode == http.StatusTooManyRequests:
+			lockedOut = true
+		case resp.StatusCode == http.StatusForbidden && lockedOut:
+			wantProblem(t, resp, body, 403, "temporarily_blocked")
 			return
+		case resp.StatusCode != http.StatusUnauthorized:
+			t.Fatalf("bad key %d from 127.0.0.2: %d %s", i+1, resp.StatusCode, clip(body))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bad keys from 127.0.0.2 in 10s: locked out %v, never blocked", i+1, lockedOut)
+		}
+		if lockedOut {
+			time.Sleep(20 * time.Millisecond) // the alert's worker writes the block
 		}
 	}
-	t.Fatal("30 bad keys from 127.0.0.2 did not lock it out")
 }
 
 // screenshotDir returns where the test saves its screenshots:

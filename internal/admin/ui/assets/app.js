@@ -107,7 +107,16 @@
     }
     const type = res.headers.get('Content-Type') || '';
     const data = /json/.test(type) ? await res.json() : await res.text();
-    if (!res.ok) throw new ApiError(res.status, typeof data === 'object' ? data : null);
+    if (!res.ok) {
+      const err = new ApiError(res.status, typeof data === 'object' ? data : null);
+      if (res.status === 429 && err.problem && err.problem.reason_id === 'admin_locked_out') {
+        // admin.login_limit: the answer carries no detail on purpose.
+        const s = parseInt(res.headers.get('Retry-After'), 10);
+        err.message = 'Too many failed sign-ins from this address: the admin API refuses it, whatever the token, for ' +
+          (s > 0 ? fmtRemaining(s) : 'a while') + '.';
+      }
+      throw err;
+    }
     return data;
   }
 
@@ -207,7 +216,8 @@
         $('login-token').value = '';
       } catch (err) {
         state.token = null;
-        if (!(err instanceof AuthError)) $('login-error').textContent = 'Could not reach the admin API: ' + err.message;
+        if (err instanceof ApiError && err.status === 429) $('login-error').textContent = err.message;
+        else if (!(err instanceof AuthError)) $('login-error').textContent = 'Could not reach the admin API: ' + err.message;
       } finally {
         $('login-submit').disabled = false;
       }
