@@ -27,6 +27,13 @@ type Route struct {
 	Request  []RequestStage
 	Response []ResponseStage
 	Upstream Handler
+	// Pick, when set, makes the route a dispatcher among routes that share
+	// its host, method and path, such as the versions of an API
+	// (internal/versioning): the request, preflights included, is served
+	// by the route Pick returns, which is the Exchange's Route. Pick must
+	// be safe for concurrent use and return a route without a Pick, never
+	// nil. The other fields of a dispatcher are not used.
+	Pick func(r *http.Request) *Route
 }
 
 // ClientIPResolver finds the real client address of a request.
@@ -215,6 +222,9 @@ func (g *Gateway) route(w http.ResponseWriter, r *http.Request, ex *Exchange) (*
 	if isPreflight(r) {
 		acrm := r.Header.Get("Access-Control-Request-Method")
 		route, params, allow, ok := g.router.Match(host, acrm, path, ex.Params[:0])
+		if ok && route.Pick != nil {
+			route = route.Pick(r)
+		}
 		if ok && route.CORS {
 			ex.Params = params
 			return route, true
@@ -228,6 +238,9 @@ func (g *Gateway) route(w http.ResponseWriter, r *http.Request, ex *Exchange) (*
 	}
 	route, params, allow, ok := g.router.Match(host, r.Method, path, ex.Params[:0])
 	if ok {
+		if route.Pick != nil {
+			route = route.Pick(r)
+		}
 		ex.Params = params
 		return route, true
 	}

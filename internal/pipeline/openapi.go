@@ -9,6 +9,7 @@ import (
 	"github.com/moat-gateway/moat/internal/exposure/schema"
 	"github.com/moat-gateway/moat/internal/gateway"
 	"github.com/moat-gateway/moat/internal/validate/openapi"
+	"github.com/moat-gateway/moat/internal/versioning"
 )
 
 // routeSpec is one route to compile: a configured route, or one generated
@@ -18,6 +19,9 @@ type routeSpec struct {
 	rc       *config.Route
 	validate gateway.RequestStage // OpenAPI request validation, or nil
 	response *schema.Filter       // response filtering (schema, writeOnly, deny_fields), or nil
+	// deprecation announces, counts and retires the deprecated operations
+	// of the document; nil when it deprecates none.
+	deprecation *versioning.Operations
 }
 
 // filterConfig is the response filtering block to use, or the defaults.
@@ -94,7 +98,7 @@ func routeSpecs(cfg *config.Config, state *State, probs *config.Problems) []rout
 				probs.Add(ppath+".response_filtering", err)
 				continue
 			}
-			out = append(out, routeSpec{path: opath, rc: rc, validate: v, response: f})
+			out = append(out, routeSpec{path: opath, rc: rc, validate: v, response: f, deprecation: generatedDeprecation(op)})
 		}
 	}
 	for i, rc := range cfg.Routes {
@@ -111,6 +115,7 @@ func routeSpecs(cfg *config.Config, state *State, probs *config.Problems) []rout
 				probs.Add(spec.path+".response_filtering", err)
 			} else {
 				spec.validate, spec.response = d, f
+				spec.deprecation = documentDeprecation(doc)
 			}
 		} else if rc.ResponseFiltering != nil {
 			f, err := schema.New(*rc.ResponseFiltering, nil, nil)

@@ -125,7 +125,10 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 	}
 	lb := &limitBuilder{cfg: cfg, state: state, persist: !ephemeral, exprs: map[string]*expr.Program{}}
 	rb := router.NewBuilder[*gateway.Route]()
-	for _, spec := range routeSpecs(cfg, state, probs) {
+	specs := routeSpecs(cfg, state, probs)
+	grouping := groupVersions(specs, probs)
+	built := make([]*gateway.Route, len(specs))
+	for i, spec := range specs {
 		path, rc := spec.path, spec.rc
 		route := &gateway.Route{Name: rc.Name, Template: rc.Path, MaxBody: int64(*rc.MaxBody)}
 
@@ -159,13 +162,21 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 			route.Request = append(route.Request, principalBlock)
 		}
 		// The version check after authentication (usage is counted per
-		// principal), before anything that costs more.
-		ver, err := versioning.New(rc.Version, nil)
+		// principal), before anything that costs more; then the same for
+		// the deprecated operations of an OpenAPI document.
+		newVersion := versioning.New
+		if grouping.grouped[i] {
+			newVersion = versioning.NewMember
+		}
+		ver, err := newVersion(rc.Version, nil)
 		if err != nil {
 			probs.Add(path+".version", err)
 		}
 		if ver != nil {
 			route.Request = append(route.Request, ver)
+		}
+		if spec.deprecation != nil {
+			route.Request = append(route.Request, spec.deprecation)
 		}
 
 		limits, err := lb.rateLimitStage(rc)
@@ -255,6 +266,9 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 		if ver != nil {
 			route.Response = append(route.Response, ver)
 		}
+		if spec.deprecation != nil {
+			route.Response = append(route.Response, spec.deprecation)
+		}
 		if c != nil {
 			route.Response = append(route.Response, c)
 		}
@@ -268,10 +282,14 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 				RequestIDHeader: cfg.Server.RequestIDHeader,
 			})
 		}
-		if err := rb.Add(rc.Host, rc.Methods, rc.Path, route); err != nil {
-			probs.Add(path, err)
+		built[i] = route
+		if methods := grouping.ownMethods(i, rc.Methods); len(methods) > 0 || len(rc.Methods) == 0 {
+			if err := rb.Add(rc.Host, methods, rc.Path, route); err != nil {
+				probs.Add(path, err)
+			}
 		}
 	}
+	addVersionGroups(rb, grouping, specs, built, probs)
 	if err := probs.Err(); err != nil {
 		return fail()
 	}

@@ -4,10 +4,11 @@
 // Link rel="deprecation"), refuses a version past its sunset, and counts
 // the use of deprecated versions per principal.
 //
-// The router matches host, method and path only, so a route with a version
-// block serves exactly one version: a request for another one is refused
-// (406 version_not_supported) rather than sent to the route of that version.
-// docs/versioning.md describes the configuration and this limit.
+// Routes that serve several versions on one host, method and path form a
+// version group: a Selector picks the member whose version a request names
+// before any stage runs. Operations stages do the same announcing,
+// retiring and counting for operations an OpenAPI document deprecates.
+// docs/versioning.md describes the configuration.
 package versioning
 
 import (
@@ -57,27 +58,49 @@ const maxAcceptLen = 4096
 
 // Stage is the versioning stage of one route: a request stage (version
 // check, sunset) and a response stage (deprecation headers). It is built by
-// New, immutable afterwards except for its usage counter, and safe for
-// concurrent use.
+// New or NewMember, immutable afterwards except for its usage counter, and
+// safe for concurrent use.
 type Stage struct {
 	value   string // normalised version
 	from    string
 	header  string // canonical request header, for from header
 	def     bool
+	grouped bool // one version of a group sharing the route's path (NewMember)
 	now     func() time.Time
 	vary    string // Vary value added to responses; "" for none
-	headers []field
-	depAt   time.Time // zero when not deprecated
-	sunset  time.Time // zero when none
+	notice  *Notice
 	usage   *Counter
 }
 
-type field struct{ name, value string }
+// verdict is what a request says about the stage's version.
+type verdict uint8
+
+const (
+	served      verdict = iota // the request names the version, or none and the route is the default
+	required                   // the request names no version and the route is not the default
+	unsupported                // the request names another version
+)
 
 // New builds the stage for cfg (defaults are applied to a copy) with the
 // clock now (time.Now when nil). It returns (nil, nil) for a nil cfg, and an
 // error naming every problem of an invalid block.
 func New(cfg *config.Version, now func() time.Time) (*Stage, error) {
+	return build(cfg, now, false)
+}
+
+// NewMember builds the stage of a route that shares its host, method and
+// path with routes of other versions (a version group, see Selector). It
+// differs from New's in two ways, because the route also receives the
+// requests that name no version of the group: it checks the version the
+// request names before the sunset, so a request for an unserved version
+// gets 406 (or 400 for none) rather than this version's 410, and its
+// responses carry this version's Deprecation, Sunset and Link only when the
+// request selected it.
+func NewMember(cfg *config.Version, now func() time.Time) (*Stage, error) {
+	return build(cfg, now, true)
+}
+
+func build(cfg *config.Version, now func() time.Time, grouped bool) (*Stage, error) {
 	if cfg == nil {
 		return nil, nil
 	}
@@ -93,7 +116,7 @@ func New(cfg *config.Version, now func() time.Time) (*Stage, error) {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Stage{value: normalize(c.Value), from: c.From, def: c.Default, now: now, usage: NewCounter(DefaultMaxPrincipals)}
+	s := &Stage{value: normalize(c.Value), from: c.From, def: c.Default, grouped: grouped, now: now, usage: NewCounter(DefaultMaxPrincipals)}
 	switch c.From {
 	case config.VersionFromHeader:
 		s.header = http.CanonicalHeaderKey(c.Header)
@@ -101,87 +124,101 @@ func New(cfg *config.Version, now func() time.Time) (*Stage, error) {
 	case config.VersionFromMediaType:
 		s.vary = "Accept"
 	}
+	var at, sunset time.Time
 	if c.Deprecated {
-		s.depAt, _ = time.Parse(time.RFC3339, c.DeprecatedAt) // validated
-		// RFC 9745: a Structured Field Date, @ and Unix seconds.
-		s.headers = append(s.headers, field{"Deprecation", "@" + strconv.FormatInt(s.depAt.Unix(), 10)})
+		at, _ = time.Parse(time.RFC3339, c.DeprecatedAt) // validated, required
 	}
 	if c.Sunset != "" {
-		s.sunset, _ = time.Parse(time.RFC3339, c.Sunset) // validated
-		s.headers = append(s.headers, field{"Sunset", s.sunset.UTC().Format(http.TimeFormat)})
+		sunset, _ = time.Parse(time.RFC3339, c.Sunset) // validated
 	}
-	if c.Link != "" {
-		if c.Deprecated {
-			s.headers = append(s.headers, field{"Link", "<" + c.Link + `>; rel="deprecation"; type="text/html"`})
-		}
-		if c.Sunset != "" {
-			s.headers = append(s.headers, field{"Link", "<" + c.Link + `>; rel="sunset"; type="text/html"`})
-		}
-	}
+	s.notice = NewNotice(c.Deprecated, at, sunset, c.Link)
 	return s, nil
 }
 
 // ProcessRequest refuses a request past the version's sunset (410
 // api_version_retired), then, for from header or media_type, a request that
 // names another version (406 version_not_supported) or none when the route
-// is not the default (400 version_required). A deprecated version in use
-// (from deprecated_at on) is counted for the principal and noted in the
-// finding deprecated_version.
+// is not the default (400 version_required). A member of a version group
+// (NewMember) checks the version first and the sunset after. A deprecated
+// version in use (from deprecated_at on) is counted for the principal and
+// noted in the finding deprecated_version.
 func (s *Stage) ProcessRequest(_ context.Context, ex *gateway.Exchange) error {
 	now := s.now()
-	if !s.sunset.IsZero() && !now.Before(s.sunset) {
-		return &gateway.Reject{Status: http.StatusGone, ReasonID: ReasonVersionRetired,
-			Detail: "version " + s.value + " was retired at " + s.sunset.UTC().Format(time.RFC3339)}
+	if !s.grouped && s.notice.Retired(now) {
+		return s.retired()
 	}
-	switch s.from {
-	case config.VersionFromHeader:
-		vals := ex.Request.Header.Values(s.header)
-		if len(vals) == 0 {
-			if !s.def {
-				return gateway.Rejectf(http.StatusBadRequest, ReasonVersionRequired, "no %s header", s.header)
-			}
-			break
+	switch s.verdict(ex.Request) {
+	case required:
+		if s.from == config.VersionFromHeader {
+			return gateway.Rejectf(http.StatusBadRequest, ReasonVersionRequired, "no %s header", s.header)
 		}
-		if len(vals) > 1 || normalize(strings.TrimSpace(vals[0])) != s.value {
+		return gateway.Rejectf(http.StatusBadRequest, ReasonVersionRequired, "Accept names no version")
+	case unsupported:
+		if s.from == config.VersionFromHeader {
 			return gateway.Rejectf(http.StatusNotAcceptable, ReasonVersionNotSupported, "%s names %q; the route serves %s",
-				s.header, clip(strings.Join(vals, ", ")), s.value)
+				s.header, clip(strings.Join(ex.Request.Header.Values(s.header), ", ")), s.value)
 		}
-	case config.VersionFromMediaType:
-		named, match := AcceptedVersion(ex.Request.Header.Values("Accept"), s.value)
-		switch {
-		case match:
-		case !named && s.def:
-		case !named:
-			return gateway.Rejectf(http.StatusBadRequest, ReasonVersionRequired, "Accept names no version")
-		default:
-			return gateway.Rejectf(http.StatusNotAcceptable, ReasonVersionNotSupported, "Accept names no acceptable version %s", s.value)
-		}
+		return gateway.Rejectf(http.StatusNotAcceptable, ReasonVersionNotSupported, "Accept names no acceptable version %s", s.value)
 	}
-	if !s.depAt.IsZero() && !now.Before(s.depAt) {
+	if s.notice.Retired(now) {
+		return s.retired()
+	}
+	if s.notice.InEffect(now) {
 		s.usage.Add(principalKey(ex.Principal))
 		ex.Note(FindingDeprecatedVersion, s.value)
 	}
 	return nil
 }
 
+// retired is the refusal of a request past the sunset.
+func (s *Stage) retired() error {
+	return &gateway.Reject{Status: http.StatusGone, ReasonID: ReasonVersionRetired,
+		Detail: "version " + s.value + " was retired at " + s.notice.Sunset().UTC().Format(time.RFC3339)}
+}
+
+// verdict says whether r names the stage's version. It reads only the
+// header or Accept, and allocates nothing for from path or header.
+func (s *Stage) verdict(r *http.Request) verdict {
+	switch s.from {
+	case config.VersionFromHeader:
+		vals := r.Header.Values(s.header)
+		switch {
+		case len(vals) == 0 && s.def:
+			return served
+		case len(vals) == 0:
+			return required
+		case len(vals) > 1 || !sameVersion(vals[0], s.value):
+			return unsupported
+		}
+	case config.VersionFromMediaType:
+		named, match := AcceptedVersion(r.Header.Values("Accept"), s.value)
+		switch {
+		case match, !named && s.def:
+			return served
+		case !named:
+			return required
+		default:
+			return unsupported
+		}
+	}
+	return served
+}
+
 // ProcessResponse adds the Deprecation, Sunset and Link headers of the
 // version (from the start: a future deprecation date announces it) and,
 // for from header or media_type, Vary with the header the version came
-// from. It runs on upstream and gateway-generated responses alike and never
-// rejects.
-func (s *Stage) ProcessResponse(_ context.Context, _ *gateway.Exchange, res *http.Response) error {
+// from. A member of a version group adds the first three only to responses
+// to requests that selected its version. It runs on upstream and
+// gateway-generated responses alike and never rejects.
+func (s *Stage) ProcessResponse(_ context.Context, ex *gateway.Exchange, res *http.Response) error {
 	if res == nil {
 		return errors.New("versioning: no response")
 	}
 	if res.Header == nil {
-		res.Header = make(http.Header, len(s.headers)+1)
+		res.Header = make(http.Header, 4)
 	}
-	for _, f := range s.headers {
-		if f.name == "Link" {
-			res.Header.Add(f.name, f.value)
-		} else {
-			res.Header.Set(f.name, f.value)
-		}
+	if !s.grouped || (ex != nil && ex.Request != nil && s.verdict(ex.Request) == served) {
+		s.notice.Apply(res.Header)
 	}
 	if s.vary != "" {
 		res.Header.Add("Vary", s.vary)
@@ -203,39 +240,56 @@ func (s *Stage) Version() string { return s.value }
 // whether one names want (normalised, see New). Unparseable ranges are
 // skipped; at most 4KiB of the header is read.
 func AcceptedVersion(accept []string, want string) (named, match bool) {
-	total := 0
-	for _, line := range accept {
-		if total += len(line); total > maxAcceptLen {
-			break
-		}
-		for r := range strings.SplitSeq(line, ",") {
-			r = strings.TrimSpace(r)
-			if r == "" {
-				continue
-			}
-			mt, params, err := mime.ParseMediaType(r)
-			if err != nil {
-				continue
-			}
-			if q, ok := params["q"]; ok {
-				if f, err := strconv.ParseFloat(q, 64); err != nil || f <= 0 {
-					continue
-				}
-			}
-			v, ok := params["version"]
-			if !ok {
-				v, ok = vendorVersion(mt)
-			}
-			if !ok {
-				continue
-			}
-			named = true
-			if normalize(v) == want {
-				return true, true
-			}
+	for v := range acceptedVersions(accept) {
+		named = true
+		if sameVersion(v.value, want) {
+			return true, true
 		}
 	}
 	return named, false
+}
+
+// acceptedRange is a version named by an acceptable media range, with the
+// range's weight.
+type acceptedRange struct {
+	value string // as written
+	q     float64
+}
+
+// acceptedVersions yields the version of every acceptable media range (q >
+// 0) of accept that names one, in order; see AcceptedVersion.
+func acceptedVersions(accept []string) func(yield func(acceptedRange) bool) {
+	return func(yield func(acceptedRange) bool) {
+		total := 0
+		for _, line := range accept {
+			if total += len(line); total > maxAcceptLen {
+				return
+			}
+			for r := range strings.SplitSeq(line, ",") {
+				r = strings.TrimSpace(r)
+				if r == "" {
+					continue
+				}
+				mt, params, err := mime.ParseMediaType(r)
+				if err != nil {
+					continue
+				}
+				q := 1.0
+				if qs, ok := params["q"]; ok {
+					if q, err = strconv.ParseFloat(qs, 64); err != nil || !(q > 0) {
+						continue
+					}
+				}
+				v, ok := params["version"]
+				if !ok {
+					v, ok = vendorVersion(mt)
+				}
+				if ok && !yield(acceptedRange{v, q}) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // vendorVersion finds the version of a vendor media type such as
@@ -268,6 +322,32 @@ func normalize(v string) string {
 		v = v[1:]
 	}
 	return v
+}
+
+// sameVersion reports whether raw, a version as a client wrote it (spaces
+// around it ignored), names norm, a normalised configured version: ASCII
+// letters compare case-insensitively and a leading v or V before a digit
+// is ignored, as normalize does; other bytes compare exactly. Configured
+// versions are ASCII (config.ValidateVersionValue), so no non-ASCII text
+// names one. It allocates nothing.
+func sameVersion(raw, norm string) bool {
+	raw = strings.TrimSpace(raw)
+	if len(raw) >= 2 && raw[0]|0x20 == 'v' && raw[1] >= '0' && raw[1] <= '9' {
+		raw = raw[1:]
+	}
+	if len(raw) != len(norm) {
+		return false
+	}
+	for i := 0; i < len(raw); i++ {
+		c := raw[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != norm[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // principalKey names a principal in the usage counter: its subject, or

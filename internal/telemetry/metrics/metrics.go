@@ -72,6 +72,7 @@ type Registry struct {
 	authFailures *prometheus.CounterVec
 	limitVec     *prometheus.CounterVec
 	wafVec       *prometheus.CounterVec
+	deprecated   *deprecatedUse
 	reloads      [2]prometheus.Counter // success, failure
 
 	reasonIndex map[string]int // immutable after New: reason ID -> index into reasonNames
@@ -117,8 +118,9 @@ func New(o Options) *Registry {
 		Help: "Configuration reload attempts, by result."}, []string{"result"})
 	r.reloads = [2]prometheus.Counter{reloads.WithLabelValues("success"), reloads.WithLabelValues("failure")}
 	r.wafOther = r.wafVec.WithLabelValues(LabelOther)
+	r.deprecated = newDeprecatedUse()
 
-	r.reg.MustRegister(r.requests, r.duration, r.overhead, r.upstream, r.authFailures, r.limitVec, r.wafVec, reloads)
+	r.reg.MustRegister(r.requests, r.duration, r.overhead, r.upstream, r.authFailures, r.limitVec, r.wafVec, r.deprecated.vec, reloads)
 	if !o.NoRuntime {
 		r.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
@@ -308,6 +310,9 @@ func (r *Registry) Observe(ex *gateway.Exchange) {
 		for _, id := range ids {
 			r.wafRule(id).Inc()
 		}
+	}
+	if len(ex.Findings) > 0 {
+		r.deprecated.observe(rs.name, ex)
 	}
 }
 

@@ -336,6 +336,9 @@ func TestMetricsDocumented(t *testing.T) {
 	e.Limits = []gateway.LimitState{{Name: "per-ip"}}
 	r.Observe(e)
 	r.Observe(ex("books", "jwt_expired", 401, 0))
+	dep := ex("books", "", 200, 0)
+	dep.Note("deprecated_version", "1")
+	r.Observe(dep)
 	r.ObserveReload(nil)
 	var names []string
 	for n := range scrape(t, r) {

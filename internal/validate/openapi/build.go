@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
@@ -31,9 +32,10 @@ var dialects = []string{
 // Extensions moat reads. Any other x-moat-* key where these may appear is
 // a load error, so that a misspelt one is not silently ignored.
 const (
-	extAuth       = "x-moat-auth"
-	extRateLimits = "x-moat-rate-limits"
-	extOwner      = "x-moat-owner"
+	extAuth        = "x-moat-auth"
+	extRateLimits  = "x-moat-rate-limits"
+	extOwner       = "x-moat-owner"
+	extDeprecation = "x-moat-deprecation"
 )
 
 // maxPropertyPaths bounds the property paths one body schema may expand to
@@ -162,7 +164,8 @@ func (b *builder) operation(path, method string, item map[string]any, itemPtr st
 	op.Summary, _ = raw["summary"].(string)
 	op.Deprecated, _ = raw["deprecated"].(bool)
 
-	b.checkExtensions(ptr, raw, extAuth, extRateLimits)
+	b.checkExtensions(ptr, raw, extAuth, extRateLimits, extDeprecation)
+	op.Deprecation = b.deprecation(ptr, raw, op.Deprecated)
 	op.Auth = b.auth(ptr, raw)
 	if op.Auth == nil {
 		op.Auth = b.docAuth
@@ -632,6 +635,68 @@ func (b *builder) auth(ptr string, m map[string]any) *Auth {
 		b.errorf(eptr, "%s must be a list of authenticator names, {public: true}, or {authenticators, roles, scopes, allow_any_authenticated}", extAuth)
 		return nil
 	}
+}
+
+// deprecation reads x-moat-deprecation: {deprecated_at, sunset, link}, on
+// an operation that is deprecated.
+func (b *builder) deprecation(ptr string, m map[string]any, deprecated bool) *Deprecation {
+	v, ok := m[extDeprecation]
+	if !ok {
+		return nil
+	}
+	eptr := child(ptr, extDeprecation)
+	t, ok := v.(map[string]any)
+	if !ok {
+		b.errorf(eptr, "%s must be an object {deprecated_at, sunset, link}", extDeprecation)
+		return nil
+	}
+	if !deprecated {
+		b.errorf(eptr, "%s requires deprecated: true on the operation", extDeprecation)
+		return nil
+	}
+	d := &Deprecation{}
+	keys := make([]string, 0, len(t))
+	for k := range t {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		at := child(eptr, k)
+		s, isString := t[k].(string)
+		switch k {
+		case "deprecated_at", "sunset":
+			tm, err := time.Parse(time.RFC3339, s)
+			if !isString || err != nil {
+				b.errorf(at, "%s: %s wants an RFC 3339 time such as 2027-01-01T00:00:00Z", extDeprecation, k)
+				continue
+			}
+			if k == "sunset" {
+				d.Sunset = tm
+			} else {
+				d.At = tm
+			}
+		case "link":
+			if !isString || !validLink(s) {
+				b.errorf(at, "%s: link wants an absolute http or https URL without spaces, quotes or angle brackets", extDeprecation)
+				continue
+			}
+			d.Link = s
+		default:
+			b.errorf(at, "%s: unknown field %q (deprecated_at, sunset, link)", extDeprecation, k)
+		}
+	}
+	if !d.At.IsZero() && !d.Sunset.IsZero() && d.Sunset.Before(d.At) {
+		b.errorf(child(eptr, "sunset"), "%s: sunset is before deprecated_at", extDeprecation)
+	}
+	return d
+}
+
+// validLink reports whether s can be sent as the target of a Link header
+// field: an absolute http or https URL with a host and nothing that would
+// end the <...> or the field.
+func validLink(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" && !strings.ContainsAny(s, "<>\" \t\r\n")
 }
 
 // rateLimits reads x-moat-rate-limits: a list of rate limit names.

@@ -28,6 +28,7 @@ func FuzzLoad(f *testing.F) {
 	}
 	f.Add([]byte(doc31("  /a/{x}.{y}:\n    get:\n      parameters: [{name: x, in: path, required: true}, {name: y, in: path, required: true}]\n" + okResponse)))
 	f.Add([]byte("openapi: 3.0.0\ninfo: {title: t, version: \"1\"}\npaths: {}\nx-a: &a {b: *a}\n"))
+	f.Add([]byte(doc31("  /a:\n    get:\n      deprecated: true\n      x-moat-deprecation: {deprecated_at: 2026-06-01T00:00:00Z, sunset: 2027-01-01T00:00:00Z, link: 'https://a.test/x'}\n" + okResponse)))
 	f.Add([]byte(`{"openapi":"3.1.0","info":{"title":"t","version":"1"},"paths":{"/":{"$ref":"#/paths/~1"}}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) > maxFuzzDocument {

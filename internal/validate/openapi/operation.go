@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/moat-gateway/moat/internal/router"
 )
@@ -20,6 +21,9 @@ type Operation struct {
 	Template   string // the router template: the base path, then Path with parameters renamed where the router needs it
 	Summary    string
 	Deprecated bool
+	// Deprecation is the operation's x-moat-deprecation (only allowed on a
+	// deprecated operation); nil when it has none.
+	Deprecation *Deprecation
 
 	// Auth is the operation's x-moat-auth, or the document's when the
 	// operation has none; nil when neither has one.
@@ -54,6 +58,15 @@ type Auth struct {
 	// scopes are any-of requirements.
 	Roles, Scopes         []string
 	AllowAnyAuthenticated bool
+}
+
+// Deprecation is the x-moat-deprecation extension of a deprecated
+// operation: when it was deprecated, when it is retired, and where the
+// deprecation notice is. Each field is optional.
+type Deprecation struct {
+	At     time.Time // deprecated_at; zero when not given
+	Sunset time.Time // sunset; zero when not given
+	Link   string    // link: an absolute http(s) URL without spaces, quotes or angle brackets; "" when not given
 }
 
 // Owner is one x-moat-owner extension: where the owned value is found and
