@@ -70,11 +70,14 @@ type Gateway struct {
 	clientIP  ClientIPResolver
 	ridHeader string
 	accessLog bool
-	onFinish  func(*Exchange)
-	tracer    Tracer
-	log       *slog.Logger
-	starters  []func()
-	closers   []func()
+	// accessWriter is the logger's handler when it writes access lines
+	// itself (AccessLineWriter), else nil.
+	accessWriter AccessLineWriter
+	onFinish     func(*Exchange)
+	tracer       Tracer
+	log          *slog.Logger
+	starters     []func()
+	closers      []func()
 
 	inflight atomic.Int64
 	closed   atomic.Bool
@@ -88,8 +91,9 @@ func New(o Options) *Gateway {
 	if o.RequestIDHeader == "" {
 		o.RequestIDHeader = "X-Request-Id"
 	}
+	aw, _ := o.Log.Handler().(AccessLineWriter)
 	return &Gateway{router: o.Router, global: o.Global, clientIP: o.ClientIP, ridHeader: o.RequestIDHeader,
-		accessLog: o.AccessLog, log: o.Log, starters: o.Starters, closers: o.Closers, onFinish: o.OnFinish, tracer: o.Tracer}
+		accessLog: o.AccessLog, accessWriter: aw, log: o.Log, starters: o.Starters, closers: o.Closers, onFinish: o.OnFinish, tracer: o.Tracer}
 }
 
 // Start starts background work (active health checks). Build does not, so
@@ -310,47 +314,6 @@ func (g *Gateway) finished(r *http.Request, ex *Exchange) {
 	if g.onFinish != nil {
 		g.onFinish(ex)
 	}
-}
-
-func (g *Gateway) logAccess(rw *responseWriter, r *http.Request, ex *Exchange) {
-	ex.Status = rw.status
-	if ex.Status == 0 {
-		ex.Status = 499 // the client went away before any response
-	}
-	if !g.accessLog {
-		return
-	}
-	attrs := make([]slog.Attr, 0, 14)
-	attrs = append(attrs,
-		slog.String("request_id", ex.ID),
-		slog.String("method", r.Method),
-		slog.String("host", clip(r.Host, 256)),
-		slog.String("path", clip(r.URL.Path, 1024)),
-		slog.Int("status", ex.Status),
-		slog.String("client_ip", ex.ClientIP.String()),
-		slog.Float64("latency_ms", float64(time.Since(ex.Start).Microseconds())/1000),
-		slog.Int64("bytes", rw.bytes),
-	)
-	if ex.Route != nil {
-		attrs = append(attrs, slog.String("route", ex.Route.Name))
-	}
-	if ex.ReasonID != "" {
-		attrs = append(attrs, slog.String("reason_id", ex.ReasonID))
-	}
-	if ex.Detail != "" {
-		attrs = append(attrs, slog.String("detail", clip(ex.Detail, 1024)))
-	}
-	if ex.Target != "" {
-		attrs = append(attrs, slog.String("upstream", ex.Target), slog.Float64("upstream_ms", float64(ex.UpstreamLatency.Microseconds())/1000))
-	}
-	g.log.LogAttrs(r.Context(), slog.LevelInfo, "access", attrs...)
-}
-
-func clip(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
 }
 
 // requestID returns the request ID: the client's, when it comes from a

@@ -90,7 +90,7 @@ func Build(cfg *config.Config, log *slog.Logger, state *State) (*gateway.Gateway
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		u, err := proxy.New(name, cfg.Upstreams[name], log.With("upstream", name))
+		u, err := proxy.New(name, cfg.Upstreams[name], log.With("upstream", name), state.upstreamOptions()...)
 		if err != nil {
 			probs.Add("upstreams."+name, err)
 			continue

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/moat-gateway/moat/internal/config"
 	"github.com/moat-gateway/moat/internal/gateway"
 	"github.com/moat-gateway/moat/internal/keys"
+	"github.com/moat-gateway/moat/internal/proxy"
 	"github.com/moat-gateway/moat/internal/ratelimit"
 	"github.com/moat-gateway/moat/internal/validate/openapi"
 )
@@ -43,6 +45,19 @@ type State struct {
 	shadow    *openapi.ShadowReport     // undocumented endpoints seen in traffic
 	tracer    gateway.Tracer            // nil: tracing off
 	alerts    *anomaly.AlertRing        // recent anomaly alerts, kept across reloads
+
+	// dial, when set, opens every upstream connection instead of TCP (an
+	// in-process upstream for the pipeline benchmarks).
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// upstreamOptions are the proxy options every upstream of a Build gets from
+// the State.
+func (s *State) upstreamOptions() []proxy.Option {
+	if s == nil || s.dial == nil {
+		return nil
+	}
+	return []proxy.Option{proxy.WithDialContext(s.dial)}
 }
 
 // RecentAlerts returns up to limit recent anomaly alerts, newest first.

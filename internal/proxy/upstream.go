@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"strings"
@@ -36,6 +37,17 @@ type RenderFunc func(w http.ResponseWriter, r *http.Request, ex *gateway.Exchang
 
 // Option changes how New builds an Upstream.
 type Option func(*Upstream)
+
+// WithDialContext makes the Upstream open its connections with dial instead
+// of a TCP dialer: an in-process upstream for benchmarks and tests that
+// must not count the kernel's network stack. nil keeps the TCP dialer.
+func WithDialContext(dial func(ctx context.Context, network, addr string) (net.Conn, error)) Option {
+	return func(u *Upstream) {
+		if dial != nil {
+			u.transport.DialContext = dial
+		}
+	}
+}
 
 // WithRender makes the Upstream answer failures (no target, open circuit,
 // unreachable or slow upstream, a response stage's Reject) through render

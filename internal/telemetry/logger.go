@@ -26,7 +26,7 @@ func NewLogger(w io.Writer, format string, lvl *slog.LevelVar, sync bool) (*slog
 	if format == "text" {
 		return slog.New(slog.NewTextHandler(w, o)), closer
 	}
-	return slog.New(slog.NewJSONHandler(w, o)), closer
+	return slog.New(newJSONHandler(w, o)), closer
 }
 
 // SetLevel sets lvl from a level name (debug, info, warn, error); unknown
