@@ -79,9 +79,11 @@ type walker struct {
 	fs       findingList
 	path     []seg
 	pathBuf  [16]seg
-	quiet    int // > 0: inside a value that is masked, removed or skipped: no detectors
-	noRules  int // > 0: inside a masked or removed value: no field rules, no edits
-	scratch  []byte
+	quiet    int    // > 0: inside a value that is masked, removed or skipped: no detectors
+	noRules  int    // > 0: inside a masked or removed value: no field rules, no edits
+	scratch  []byte // an escaped string, decoded
+	masked   []byte // a string with its matches masked
+	quoted   []byte // masked, quoted: the replacement, copied out by edit
 	matches  []match
 	dropNext bool // the next comma of the current object goes with a removed first member
 }
@@ -105,7 +107,8 @@ func (w *walker) skipWS() { w.pos = jsonlex.SkipWS(w.in, w.pos) }
 
 // pointer renders the current path as an RFC 6901 JSON pointer.
 func (w *walker) pointer() string {
-	var b []byte
+	var buf [256]byte // most pointers fit: the string is the one allocation
+	b := buf[:0]
 	for _, s := range w.path {
 		b = append(b, '/')
 		if s.key == nil {
@@ -127,6 +130,10 @@ func (w *walker) pointer() string {
 }
 
 func (w *walker) find(detector, action string) {
+	if !w.fs.keeps(action) {
+		w.fs.add(Finding{Detector: detector, Action: action}) // not listed: only counts for blocking
+		return
+	}
 	w.fs.add(Finding{Detector: detector, Path: w.pointer(), Action: action})
 }
 
@@ -399,7 +406,8 @@ func (w *walker) detectKey(start, end int, raw []byte, escaped bool) {
 }
 
 // detect scans one string's content and returns its re-encoded, quoted
-// replacement when a match is masked, or nil.
+// replacement when a match is masked, or nil. The replacement is valid
+// until the next call: the caller copies it out (edit).
 func (w *walker) detect(raw []byte, escaped bool) []byte {
 	text := raw
 	if escaped {
@@ -418,8 +426,9 @@ func (w *walker) detect(raw []byte, escaped bool) []byte {
 	if !masked || w.fs.blocked {
 		return nil
 	}
-	plain := w.m.apply(nil, text, w.matches)
-	return quote(make([]byte, 0, len(plain)+8), plain)
+	w.masked = w.m.apply(w.masked[:0], text, w.matches)
+	w.quoted = quote(w.quoted[:0], w.masked)
+	return w.quoted
 }
 
 // unescape appends the decoded content of a valid JSON string (raw, without

@@ -236,6 +236,11 @@ type findingList struct {
 	blocked bool
 }
 
+// keeps reports whether add would list a finding with action.
+func (l *findingList) keeps(action string) bool {
+	return len(l.list) < MaxFindings || (action == ActionBlock && !l.blocked)
+}
+
 func (l *findingList) add(f Finding) {
 	isBlock := f.Action == ActionBlock
 	if len(l.list) < MaxFindings || (isBlock && !l.blocked) {

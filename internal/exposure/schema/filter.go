@@ -8,8 +8,11 @@
 // The document's schemas and shapes are compiled once per load
 // (openapi.Document.CompileResponses); per response, the body is buffered
 // up to a cap, rewritten in one pass that copies everything it keeps byte
-// for byte (key order, number text, escapes), and, with a schema, decoded
-// and validated. docs/response-filtering.md is the user documentation.
+// for byte (key order, number text, escapes), and, with a schema, checked
+// by a second pass over the text (check.go) that proves it valid without
+// decoding it. Only a body that pass cannot prove valid is decoded and
+// validated by the full JSON Schema validator, which names the violations.
+// docs/response-filtering.md is the user documentation.
 package schema
 
 import (
@@ -22,6 +25,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/moat-gateway/moat/internal/config"
 	"github.com/moat-gateway/moat/internal/gateway"
@@ -39,6 +43,13 @@ const (
 	// or compressed, and oversize is block. The same reason as masking's.
 	ReasonResponseUnscannable = "response_unscannable"
 )
+
+// KeywordNumberSize is the keyword of the violation recorded, instead of
+// validating the body, for a body that the fast check could not prove
+// valid and that holds a number literal of more than 400 bytes or with an
+// exponent beyond ±999: the full validator's exact arithmetic on such a
+// number can take seconds.
+const KeywordNumberSize = "number_size"
 
 // Finding keys recorded on the exchange (ex.Note) for logs and audit.
 const (
@@ -58,7 +69,9 @@ const (
 
 // Filter is the response-filtering stage of one route. It is a request
 // stage, which asks the upstream for an uncompressed response, and a
-// response stage. Built by New; immutable and safe for concurrent use.
+// response stage. Built by New; safe for concurrent use. Its configuration
+// is immutable; it keeps the fast checker of each response schema it meets,
+// compiled on first use (Filter.checker).
 type Filter struct {
 	mode          string
 	maxBody       int64
@@ -66,6 +79,7 @@ type Filter struct {
 	deny          map[string]bool // normalized names
 	resp          *openapi.Responses
 	op            *openapi.Operation // nil: matched per request in resp's document
+	checkers      sync.Map           // *openapi.ResponseSchema -> *checker (nil: the full validator only)
 }
 
 // New returns the stage for cfg (defaulted and validated here too) on a
@@ -141,7 +155,7 @@ func (f *Filter) ProcessResponse(_ context.Context, ex *gateway.Exchange, res *h
 	if ce := res.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
 		return f.unchecked(ex, res, nil, "compressed")
 	}
-	buf, err := io.ReadAll(io.LimitReader(res.Body, f.maxBody+1))
+	buf, err := readBody(res.Body, f.maxBody, res.ContentLength)
 	if err != nil {
 		return &gateway.Reject{Status: http.StatusBadGateway, ReasonID: gateway.ReasonUpstreamBadResponse, Detail: "reading the response body to check it", Err: err}
 	}
@@ -193,12 +207,19 @@ func (f *Filter) filter(ex *gateway.Exchange, buf []byte, rs *openapi.ResponseSc
 		return out, nil
 	}
 	var violations []openapi.Violation
-	if v, err := decode(out); err != nil {
-		violations = []openapi.Violation{{Reason: ReasonResponseSchemaViolation, In: "body", Keyword: "invalid"}}
-	} else {
-		violations = rs.Schema.Validate(v)
-		for i := range violations {
-			violations[i].Reason = ReasonResponseSchemaViolation
+	if !f.checker(rs).valid(out) {
+		switch v, err := decode(out); {
+		case err != nil:
+			violations = []openapi.Violation{{Reason: ReasonResponseSchemaViolation, In: "body", Keyword: "invalid"}}
+		case hasCostlyNumber(out):
+			// The full validator evaluates numbers exactly: such a
+			// literal could cost it seconds. Refused unevaluated.
+			violations = []openapi.Violation{{Reason: ReasonResponseSchemaViolation, In: "body", Keyword: KeywordNumberSize}}
+		default:
+			violations = rs.Schema.Validate(v)
+			for i := range violations {
+				violations[i].Reason = ReasonResponseSchemaViolation
+			}
 		}
 	}
 	if len(violations) > 0 {
@@ -210,6 +231,21 @@ func (f *Filter) filter(ex *gateway.Exchange, buf []byte, rs *openapi.ResponseSc
 				strconv.Itoa(len(violations)) + " violations, " + strconv.Itoa(w.nFound) + " undeclared properties"}
 	}
 	return out, nil
+}
+
+// checker returns the fast checker of rs, compiled on the first response
+// that needs it and kept for the life of the Filter; nil when the schema
+// uses keywords the checker does not implement.
+func (f *Filter) checker(rs *openapi.ResponseSchema) *checker {
+	if c, ok := f.checkers.Load(rs); ok {
+		return c.(*checker)
+	}
+	c, err := compileChecker(rs.Schema.Compiled())
+	if err != nil {
+		c = nil
+	}
+	f.checkers.Store(rs, c)
+	return c
 }
 
 // operation returns the operation the exchange's request is for: the
@@ -244,6 +280,30 @@ func (f *Filter) unchecked(ex *gateway.Exchange, res *http.Response, head []byte
 		}{io.MultiReader(bytes.NewReader(head), res.Body), res.Body}
 	}
 	return nil
+}
+
+// readBody reads body up to limit+1 bytes (one more than limit shows the
+// body is larger). hint is the announced length, -1 when unknown: with a
+// hint within limit the buffer is allocated once, at its final size.
+func readBody(body io.Reader, limit, hint int64) ([]byte, error) {
+	if hint < 0 || hint > limit {
+		return io.ReadAll(io.LimitReader(body, limit+1))
+	}
+	r := io.LimitReader(body, limit+1)
+	buf := make([]byte, 0, hint+1) // +1: the read that sees EOF needs room
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // decode parses one JSON value with numbers as json.Number, as the schema

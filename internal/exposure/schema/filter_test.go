@@ -1,6 +1,7 @@
 package schema_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -362,3 +363,47 @@ func contains(l []string, s string) bool {
 }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+// TestCostlyNumbersNotValidated pins the bound on the full validator's
+// cost: a body the fast check cannot prove valid and that holds a number
+// such as 1e999999 (tens of milliseconds of exact arithmetic each) is not
+// handed to it; it is reported as one number_size violation, which block
+// mode refuses. Ordinary exponents are validated as usual.
+func TestCostlyNumbersNotValidated(t *testing.T) {
+	doc, resp := compile(t)
+	op := doc.OperationByID("getUser")
+	tests := []struct {
+		desc, mode, body string
+		reject           bool
+		keyword          string // of the one violation expected; "" for none
+	}{
+		{"huge exponent, block", "block", `{"id":1e999999,"name":"ann"}`, true, schema.KeywordNumberSize},
+		{"huge exponent, strip", "strip", `{"id":1e999999,"name":"ann"}`, false, schema.KeywordNumberSize},
+		{"huge mantissa in a free-form member", "strip", `{"id":1,"name":"ann","meta":{"n":` + strings.Repeat("7", 500) + `},"manager":{"id":"x","name":"bob"}}`, false, schema.KeywordNumberSize},
+		{"ordinary exponent, valid", "block", `{"id":1e300,"name":"ann"}`, false, ""},
+		{"ordinary exponent, invalid", "strip", `{"id":1.5e-300,"name":"ann"}`, false, "type"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.desc, func(t *testing.T) {
+			f, err := schema.New(config.ResponseFiltering{Mode: tc.mode}, resp, op)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := httptest.NewRequest(http.MethodGet, "http://gw.test/users/1", nil)
+			ex := &gateway.Exchange{Request: req}
+			res := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}},
+				Body: io.NopCloser(strings.NewReader(tc.body)), Request: req}
+			err = f.ProcessResponse(context.Background(), ex, res)
+			if (err != nil) != tc.reject {
+				t.Fatalf("err = %v, want a refusal: %v", err, tc.reject)
+			}
+			vs, _ := ex.Findings[schema.FindingViolations].([]openapi.Violation)
+			switch {
+			case tc.keyword == "" && len(vs) > 0:
+				t.Errorf("violations %v, want none", vs)
+			case tc.keyword != "" && (len(vs) != 1 || vs[0].Keyword != tc.keyword):
+				t.Errorf("violations %v, want one %s", vs, tc.keyword)
+			}
+		})
+	}
+}

@@ -45,12 +45,19 @@ type rewriter struct {
 	copied   int    // in[:copied] has been dealt with
 	deny     map[string]bool
 	strip    bool
-	path     []string // member names and array indexes, for pointers
+	path     []step // member names and array indexes, for pointers
 	removed  []Removal
 	found    []Removal // undeclared members kept
 	nRemoved int
 	nFound   int
 	dropNext bool // the next comma of the current object goes with a removed first member
+}
+
+// step is one level of the path to the current value: a member name (as
+// the upstream sent it, decoded) or an array index.
+type step struct {
+	name  []byte
+	index int // -1 for a member
 }
 
 // rewrite applies the rewriter to body and returns the result (body itself
@@ -88,9 +95,15 @@ func (w *rewriter) cut(start, end int) {
 func (w *rewriter) skipWS() { w.pos = jsonlex.SkipWS(w.in, w.pos) }
 
 func (w *rewriter) pointer() string {
-	var b []byte
-	for _, s := range w.path {
+	var buf [256]byte // most pointers fit: the string is the one allocation
+	b := buf[:0]
+	for _, st := range w.path {
 		b = append(b, '/')
+		if st.index >= 0 {
+			b = strconv.AppendInt(b, int64(st.index), 10)
+			continue
+		}
+		s := st.name
 		for i := 0; i < len(s); i++ {
 			switch c := s[i]; {
 			case c == '~':
@@ -113,6 +126,9 @@ func (w *rewriter) pointer() string {
 func (w *rewriter) record(list *[]Removal, n *int, cause string) {
 	*n++
 	if len(*list) < maxListed {
+		if *list == nil {
+			*list = make([]Removal, 0, maxListed/4)
+		}
 		*list = append(*list, Removal{Pointer: w.pointer(), Cause: cause})
 	}
 }
@@ -173,11 +189,13 @@ func (w *rewriter) object(shape *openapi.Shape, depth int) error {
 		if err != nil {
 			return err
 		}
-		key := string(raw)
+		key := raw
 		if escaped {
-			if err := json.Unmarshal(w.in[keyStart:w.pos], &key); err != nil {
+			var k string
+			if err := json.Unmarshal(w.in[keyStart:w.pos], &k); err != nil {
 				return w.fail("invalid member name")
 			}
+			key = []byte(k)
 		}
 		w.skipWS()
 		if w.pos >= len(w.in) || w.in[w.pos] != ':' {
@@ -186,11 +204,11 @@ func (w *rewriter) object(shape *openapi.Shape, depth int) error {
 		w.pos++
 		w.skipWS()
 
-		w.path = append(w.path, key)
-		sub, declared, writeOnly := shape.Member(key)
+		w.path = append(w.path, step{name: key, index: -1})
+		sub, declared, writeOnly := shape.Member(string(key))
 		cause := ""
 		switch {
-		case len(w.deny) > 0 && w.deny[normalize(key)]:
+		case len(w.deny) > 0 && w.denied(key):
 			cause = CauseDenyField
 		case writeOnly:
 			cause = CauseWriteOnly
@@ -250,9 +268,9 @@ func (w *rewriter) array(shape *openapi.Shape, depth int) error {
 		return nil
 	}
 	items := shape.Items()
-	w.path = append(w.path, "")
+	w.path = append(w.path, step{})
 	for i := 0; ; i++ {
-		w.path[len(w.path)-1] = strconv.Itoa(i)
+		w.path[len(w.path)-1].index = i
 		if err := w.value(items, depth); err != nil {
 			return err
 		}
@@ -272,6 +290,27 @@ func (w *rewriter) array(shape *openapi.Shape, depth int) error {
 			return w.fail("expected ',' or ']'")
 		}
 	}
+}
+
+// denied reports whether the member name key is in the deny-list: compared
+// as normalize does, without allocating.
+func (w *rewriter) denied(key []byte) bool {
+	var buf [64]byte
+	n := 0
+	for _, c := range key {
+		switch {
+		case c == '_' || c == '-':
+			continue
+		case c >= 'A' && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		if n == len(buf) {
+			return false // longer than any deny_fields name
+		}
+		buf[n] = c
+		n++
+	}
+	return w.deny[string(buf[:n])]
 }
 
 // str parses the string at w.pos and returns its raw content (between the
