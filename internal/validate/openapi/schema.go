@@ -62,6 +62,9 @@ func (s *Schema) Pointer() string { return s.pointer }
 // is valid. A violation names the value's location and the failed keyword,
 // never the value.
 func (s *Schema) Validate(v any) []Violation {
+	if ptr, costly := findCostlyNumber(v); costly {
+		return []Violation{{Reason: ReasonSchemaViolation, In: "body", Pointer: ptr, Keyword: KeywordNumberSize}}
+	}
 	err := s.s.Validate(v)
 	if err == nil {
 		return nil

@@ -311,6 +311,9 @@ func checkValue(pc *paramCheck, val any, out []Violation) []Violation {
 	if pc.schema == nil {
 		return out
 	}
+	if ptr, costly := findCostlyNumber(val); costly {
+		return add(out, Violation{Reason: ReasonInvalidParameter, In: pc.p.In, Name: pc.p.Name, Pointer: ptr, Keyword: KeywordNumberSize})
+	}
 	if err := pc.schema.Validate(val); err != nil {
 		return schemaViolations(err, ReasonInvalidParameter, pc.p.In, pc.p.Name, out)
 	}
@@ -582,6 +585,9 @@ func (v *Validator) checkBody(ex *gateway.Exchange, out []Violation) ([]Violatio
 			return add(out, Violation{Reason: gateway.ReasonInvalidJSON, In: "body", Keyword: "json"}), nil
 		}
 		return out, err
+	}
+	if ptr, costly := findCostlyNumber(doc); costly {
+		return add(out, Violation{Reason: ReasonSchemaViolation, In: "body", Pointer: ptr, Keyword: KeywordNumberSize}), nil
 	}
 	if err := schema.Validate(doc); err != nil {
 		out = schemaViolations(err, ReasonSchemaViolation, "body", "", out)

@@ -64,6 +64,8 @@ func TestParameters(t *testing.T) {
 		{desc: "path: a huge number stays a string", target: "/v1/items/" + strings.Repeat("9", 120), reason: ReasonInvalidParameter, want: "path.id: type"},
 
 		{desc: "query: above maximum", target: "/v1/items/5?limit=101", reason: ReasonInvalidParameter, want: "query.limit: maximum"},
+		{desc: "query: huge exponent refused unevaluated", target: "/v1/items/5?limit=1e999999", reason: ReasonInvalidParameter, want: "query.limit: number_size"},
+		{desc: "query: JSON content with a huge exponent", target: "/v1/items/5?doc=%7B%22a%22%3A1e999999%7D", reason: ReasonInvalidParameter, want: "query.doc/a: number_size"},
 		{desc: "query: below minimum", target: "/v1/items/5?limit=0", reason: ReasonInvalidParameter, want: "query.limit: minimum"},
 		{desc: "query: type", target: "/v1/items/5?limit=ten", reason: ReasonInvalidParameter, want: "query.limit: type"},
 		{desc: "query: repeated single value", target: "/v1/items/5?limit=1&limit=100", reason: ReasonInvalidParameter, want: "query.limit: duplicate"},
@@ -193,6 +195,12 @@ func TestBody(t *testing.T) {
 		{desc: "recursive schema", body: item(`"lines":[{"sku":"a","children":[{"sku":1}]}]`), status: 400, reason: ReasonSchemaViolation, want: "body/lines/0/children/0/sku: type"},
 		{desc: "additionalProperties false", body: item(`"admin":true`), status: 400, reason: ReasonSchemaViolation, want: "body/admin: additionalProperties"},
 		{desc: "additionalProperties schema", body: item(`"meta":{"k":1}`), status: 400, reason: ReasonSchemaViolation, want: "body/meta/k: type"},
+		// Numbers the validator would spend seconds on (big.Rat of 1e999999)
+		// are refused unevaluated; every float64 still validates.
+		{desc: "huge exponent refused unevaluated", body: item(`"price":1e999999`), status: 400, reason: ReasonSchemaViolation, want: "body/price: number_size"},
+		{desc: "huge negative exponent", body: item(`"dims":{"w":1,"h":1e-0001000}`), status: 400, reason: ReasonSchemaViolation, want: "body/dims/h: number_size"},
+		{desc: "long integer literal", body: item(`"count":` + strings.Repeat("9", 401)), status: 400, reason: ReasonSchemaViolation, want: "body/count: number_size"},
+		{desc: "float64 range passes the guard", body: item(`"price":1e-300`)},
 
 		{desc: "lenient: undeclared nested property passes", body: item(`"dims":{"w":1,"h":1,"d":1}`)},
 		{desc: "strict: undeclared nested property", body: item(`"dims":{"w":1,"h":1,"d":1}`), strict: true, status: 400, reason: ReasonSchemaViolation, want: "body/dims/d: unevaluatedProperties"},
