@@ -492,20 +492,26 @@ type soakParams struct {
 }
 
 // settle closes the client's idle connections, calls quiesce, and waits
-// (at most 10s) until moat's goroutine count stops falling; it returns that
-// count and moat's RSS.
+// (at most 15s) until moat's goroutine count has stopped falling for four
+// samples in a row (about a second: on a loaded machine connections close
+// slowly); it returns that count and moat's RSS.
 func settle(ctx context.Context, c *client, mhc *http.Client, st *stack, p soakParams) (gr, rss int64, err error) {
 	c.close()
 	if p.quiesce != nil {
 		p.quiesce()
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	prev := int64(-1)
+	deadline := time.Now().Add(15 * time.Second)
+	prev, stable := int64(-1), 0
 	for {
 		if gr, err = goroutines(mhc, st.admin); err != nil {
 			return 0, 0, err
 		}
-		if gr == prev || time.Now().After(deadline) {
+		if prev >= 0 && gr >= prev {
+			stable++
+		} else {
+			stable = 0
+		}
+		if stable >= 3 || time.Now().After(deadline) {
 			break
 		}
 		prev = gr

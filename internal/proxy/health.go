@@ -104,7 +104,7 @@ func (u *Upstream) probe(ctx context.Context, t *target) (bool, string) {
 		return false, err.Error()
 	}
 	req.Header.Set("User-Agent", healthCheckUserAgent)
-	res, err := u.transport.RoundTrip(req) // no redirects, no cookies
+	res, err := u.rt.RoundTrip(req) // no redirects, no cookies
 	if err != nil {
 		return false, err.Error()
 	}

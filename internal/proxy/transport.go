@@ -85,3 +85,56 @@ func tlsConfig(c *config.UpstreamTLS) (*tls.Config, error) {
 	}
 	return conf, nil
 }
+
+// leanHTTP1 makes plain http:// targets use h1Transport for the requests it
+// serves (bodiless, idempotent, no upgrade). Off, every request goes through
+// http.Transport.
+var leanHTTP1 = true
+
+// splitTransport is the RoundTripper of an upstream: the requests h1 can
+// serve go through it, everything else (https targets, bodies, upgrades,
+// 100-continue) through std.
+type splitTransport struct {
+	h1  *h1Transport // nil: none
+	std *http.Transport
+}
+
+// newSplitTransport builds the RoundTripper of an upstream over std, whose
+// dialer and settings h1 shares. Call it once the options have set std's
+// dialer.
+func newSplitTransport(std *http.Transport, targets []*target) *splitTransport {
+	s := &splitTransport{std: std}
+	if !leanHTTP1 {
+		return s
+	}
+	var hosts []string
+	for _, t := range targets {
+		if t.url.Scheme == "http" {
+			hosts = append(hosts, t.url.Host)
+		}
+	}
+	if len(hosts) != 0 {
+		s.h1 = newH1Transport(hosts, std.DialContext, std.ResponseHeaderTimeout, std.IdleConnTimeout, std.MaxIdleConnsPerHost)
+	}
+	return s
+}
+
+// RoundTrip implements http.RoundTripper.
+func (s *splitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if s.h1 != nil {
+		if p := s.h1.pool(req); p != nil {
+			return s.h1.roundTrip(req, p)
+		}
+	}
+	return s.std.RoundTrip(req)
+}
+
+// CloseIdleConnections closes the idle connections of both transports.
+func (s *splitTransport) CloseIdleConnections() {
+	if s.h1 != nil {
+		s.h1.closeIdle()
+	}
+	s.std.CloseIdleConnections()
+}
+
+var _ http.RoundTripper = (*splitTransport)(nil)

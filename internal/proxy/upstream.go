@@ -80,7 +80,8 @@ type Upstream struct {
 	ejection    time.Duration
 	health      *healthCheck // nil: no active checks
 
-	transport *http.Transport
+	transport *http.Transport // https targets and the requests h1Transport does not serve
+	rt        *splitTransport // what requests and health checks go through
 	proxy     *httputil.ReverseProxy
 	breaker   *gobreaker.TwoStepCircuitBreaker[struct{}] // nil: no breaker
 	render    RenderFunc
@@ -150,10 +151,11 @@ func New(name string, cfg *config.Upstream, log *slog.Logger, opts ...Option) (*
 	for _, o := range opts {
 		o(u)
 	}
+	u.rt = newSplitTransport(u.transport, u.targets)
 	u.defaults = u.compileRoute(RouteOptions{})
 	u.proxy = &httputil.ReverseProxy{
 		Rewrite:        u.rewrite,
-		Transport:      u.transport,
+		Transport:      u.rt,
 		ModifyResponse: u.modifyResponse,
 		ErrorHandler:   u.handleError,
 		BufferPool:     buffers,
@@ -204,7 +206,7 @@ func (u *Upstream) Close() {
 		cancel()
 	}
 	u.wg.Wait()
-	u.transport.CloseIdleConnections()
+	u.rt.CloseIdleConnections()
 }
 
 // TargetStatus is a snapshot of one target's health, for the admin API.
