@@ -196,9 +196,27 @@ routes:
 		// exported over OTLP/HTTP to a local receiver that discards them.
 		{name: "plain-tracing", method: "GET", doc: head + "tracing: {otlp_endpoint: 'OTLP', sample_ratio: 1}\n" + plainRoute},
 		{name: "full", method: "GET", doc: full, key: true},
+		// Scale: the same request among 10 and among 10,000 routes (issue
+		// 10's target: at most 10% more CPU per request).
+		{name: "routes-10", method: "GET", doc: head + "log: {access: false}\n" + manyRoutes(10)},
+		{name: "routes-10000", method: "GET", doc: head + "log: {access: false}\n" + manyRoutes(10000)},
 		{name: "full-waf-post-1KiB", method: "POST", key: true, body: benchPOST(),
 			doc: full + "    waf: {mode: block, paranoia_level: 1}\n"},
 	}
+}
+
+// manyRoutes returns a routes block of n public routes, /bench in the
+// middle of them.
+func manyRoutes(n int) string {
+	var b strings.Builder
+	b.WriteString("routes:\n")
+	for i := range n {
+		if i == n/2 {
+			b.WriteString("  - {name: bench, path: /bench, methods: [GET], upstream: api, public: true}\n")
+		}
+		fmt.Fprintf(&b, "  - {name: r%d, path: '/r%d/items/{id}', methods: [GET], upstream: api, public: true}\n", i, i)
+	}
+	return b.String()
 }
 
 // BenchmarkPipeline reports CPU and allocations per request through a whole
