@@ -860,7 +860,9 @@ if want micro; then
     log "micro-benchmark: $pkg $re (-benchtime $bt)"
     if (cd "$ROOT/$pkg" && GOMAXPROCS=$MOAT_GOMAXPROCS pin "$PROXY_CPU" timeout 300 "$WORK/$label.test" \
         -test.run '^$' -test.bench "$re" -test.benchtime "$bt" -test.benchmem -test.timeout 280s) > "$WORK/micro-$label.txt" 2>&1; then
-      awk -v l="$label" '/^Benchmark/ && NF >= 4 { n = $1; sub(/-[0-9]+$/, "", n)
+      # go test names a benchmark NAME-P when GOMAXPROCS P is not 1: strip
+      # exactly that suffix, not a -10 that is part of the name (routes-10).
+      awk -v l="$label" -v p="$MOAT_GOMAXPROCS" '/^Benchmark/ && NF >= 4 { n = $1; if (p != 1) sub("-" p "$", "", n)
         for (i = 3; i < NF; i += 2) printf "%s\t%s\t%s\t%s\n", l, n, $(i + 1), $i }' "$WORK/micro-$label.txt" >> "$MICRO"
     else
       MICRO_NOTE[$label]="$pkg $re failed: $(grep -m3 -E 'FAIL|panic|Error|error' "$WORK/micro-$label.txt" | tr '\n' ' ' | head -c 300)"
