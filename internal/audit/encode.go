@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/moat-gateway/moat/internal/jsonlex"
 )
 
 // ECSVersion is the Elastic Common Schema version the events follow, written
@@ -608,17 +610,6 @@ func (e *enc) strs(k string, vs []string) {
 	e.b = append(e.b, ']')
 }
 
-const hexDigits = "0123456789abcdef"
-
-// plain marks the bytes appendString copies as they are: printable ASCII
-// other than the quote and the backslash.
-var plain = func() (t [256]bool) {
-	for c := 0x20; c < utf8.RuneSelf; c++ {
-		t[c] = c != '"' && c != '\\'
-	}
-	return t
-}()
-
 // appendString writes s as a JSON string: quotes, backslashes and control
 // characters escaped, every byte of invalid UTF-8 replaced by U+FFFD (as
 // encoding/json does), U+2028 and U+2029 escaped. When max > 0 and s is
@@ -634,49 +625,7 @@ func appendString(b []byte, s string, max int) []byte {
 		s, clipped = s[:n], true
 	}
 	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if plain[c] {
-			i++
-			continue
-		}
-		if c < utf8.RuneSelf {
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
+	b = jsonlex.AppendEscaped(b, s)
 	if clipped {
 		b = append(b, "..."...)
 	}

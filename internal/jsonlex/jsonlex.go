@@ -6,6 +6,8 @@
 // written once here.
 package jsonlex
 
+import "unicode/utf8"
+
 // SyntaxError is a lexical error at byte offset Pos of the input.
 type SyntaxError struct {
 	Pos int
@@ -135,4 +137,64 @@ func IsHex4(b []byte) bool {
 		}
 	}
 	return true
+}
+
+// plain marks the ASCII bytes a JSON string holds as they are.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// AppendEscaped appends s escaped for the inside of a JSON string, as
+// encoding/json and log/slog write it (without HTML escaping): \" and \\,
+// \n, \r and \t, \u00XX for the other control characters, \ufffd for each
+// byte of invalid UTF-8, and U+2028 and U+2029 escaped. The audit encoder
+// and the access log share it, so both write the same bytes for a value.
+func AppendEscaped(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if plain[c] {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	return append(b, s[start:]...)
 }

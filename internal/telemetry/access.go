@@ -8,9 +8,9 @@ import (
 	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/moat-gateway/moat/internal/gateway"
+	"github.com/moat-gateway/moat/internal/jsonlex"
 )
 
 // jsonHandler is slog's JSON handler that also writes the gateway's access
@@ -74,7 +74,7 @@ func appendAccessLine(b []byte, l *gateway.AccessLine) []byte {
 		b = l.ClientIP.AppendTo(b) // digits, hex, colons, dots and a zone: nothing to escape but the zone
 		if l.ClientIP.Zone() != "" {
 			b = b[:len(b)-len(l.ClientIP.Zone())]
-			b = appendEscaped(b, l.ClientIP.Zone())
+			b = jsonlex.AppendEscaped(b, l.ClientIP.Zone())
 		}
 	} else {
 		b = append(b, "invalid IP"...)
@@ -140,57 +140,8 @@ func appendFloat(b []byte, f float64) []byte {
 // appendString writes s quoted and escaped as slog's JSON handler does.
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
-	b = appendEscaped(b, s)
+	b = jsonlex.AppendEscaped(b, s)
 	return append(b, '"')
-}
-
-// appendEscaped is log/slog's appendEscapedJSONString: \", \\, \n, \r, \t,
-// \u00XX for other control characters, \ufffd for invalid UTF-8, and
-// \u2028 and \u2029 escaped; HTML characters are left alone.
-func appendEscaped(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	return append(b, s[start:]...)
 }
 
 var _ gateway.AccessLineWriter = (*jsonHandler)(nil)
